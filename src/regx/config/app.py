@@ -1,0 +1,199 @@
+"""The Hydra application behind `regx train`.
+
+`run_hydra(args)` calls a `@hydra.main` app with `args` as its command line, so every Hydra
+flag (-m, --cfg, -c, --info, hydra.* overrides) behaves exactly as in Hydra. Two things
+are added around it:
+
+- errors Hydra reports before the job starts (an unknown key, a missing option) are
+  condensed to one line and exit with code 2 (full text with REGX_DEBUG=1 or
+  HYDRA_FULL_ERROR=1);
+- errors a user can cause during a job end in one line and a non-zero exit in a single
+  run; in a multirun the job records `status: failed` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from regx.errors import UserError
+
+log = logging.getLogger("regx")
+
+
+def debug_mode() -> bool:
+    return bool(os.environ.get("REGX_DEBUG")) or bool(os.environ.get("HYDRA_FULL_ERROR"))
+
+
+class StderrGate(io.TextIOBase):
+    """Holds back stderr until the job starts, so Hydra's pre-job errors can be condensed."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.buffer_text = io.StringIO()
+        self.open = False
+
+    def write(self, text: str) -> int:
+        return (self.real if self.open else self.buffer_text).write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def release(self) -> None:
+        """The job started: pass everything through from now on."""
+        if not self.open:
+            self.open = True
+            self.real.write(self.buffer_text.getvalue())
+
+    def isatty(self) -> bool:
+        return self.real.isatty()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+
+def _condense(text: str) -> str:
+    """Hydra's multi-line message as one line (tracebacks reduced to their last line)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if any(ln.startswith("Traceback") for ln in lines):
+        lines = lines[-1:]
+    if "Config search path:" in lines:  # the search path helps Hydra developers, not users
+        lines = lines[: lines.index("Config search path:")]
+    skip = (
+        "Set the environment variable HYDRA_FULL_ERROR",
+        "full_key:",
+        "object_type=",
+        "reference_type=",
+    )
+    out = ""
+    listing = False  # inside "Available options in 'group':" — join the options with commas
+    for ln in lines:
+        if ln.startswith(skip):
+            continue
+        if listing and " " not in ln:
+            out += ("" if out.endswith(":") else ",") + " " + ln
+            continue
+        listing = ln.startswith("Available options")
+        if out and not out.endswith((".", ":", ";")):
+            out += ";"
+        out += (" " if out else "") + ln
+    return out
+
+
+def _job_started() -> None:
+    if isinstance(sys.stderr, StderrGate):
+        sys.stderr.release()
+
+
+def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
+    """The number a sweeper optimizes: `objective` (a dotted summary key, e.g. val.nll)."""
+    key = cfg.get("objective") or "val.acc"
+    value: Any = summary
+    for part in str(key).split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def task(cfg: DictConfig) -> float:
+    """The Hydra task function: one run in its own output directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    _job_started()
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
+    try:
+        from regx.config.build import build_spec
+        from regx.engine.run import train
+
+        spec = build_spec(cfg, overrides)
+        summary = train(spec, run_dir)
+    except UserError as e:
+        if debug_mode():
+            raise
+        _record_failure(run_dir, e)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        if multirun:
+            return math.nan
+        sys.exit(e.exit_code)
+    test = summary.get("test", {})
+    print(
+        f"test acc {100 * test.get('acc', math.nan):.2f}%  ECE {100 * test.get('ece', math.nan):.2f}%"
+        f"  (after temperature scaling {100 * summary.get('test_ts', {}).get('ece', math.nan):.2f}%)"
+        f"\nrun dir: {run_dir}\nreport:  {run_dir / 'report.md'}",
+        flush=True,
+    )
+    return _objective(cfg, summary)
+
+
+def _record_failure(run_dir: Path, error: UserError) -> None:
+    """Leave a summary.json saying why, unless the engine already wrote one."""
+    from regx.engine.outputs import read_json, write_json
+
+    path = run_dir / "summary.json"
+    try:
+        if path.is_file() and read_json(path).get("status") not in (None, "running"):
+            return
+        write_json(path, {"status": "failed", "message": str(error)})
+    except OSError:
+        pass  # the disk may be the problem; the one-line message still reaches the user
+
+
+def resume_args(run_dir: Path) -> list[str]:
+    """The overrides that made `run_dir`, plus hydra.run.dir pointing back at it."""
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.is_file():
+        raise UserError(
+            f"{run_dir} is not a regx run directory (no .hydra/overrides.yaml); "
+            "pass the folder that holds the run's .hydra/"
+        )
+    overrides = [str(o) for o in OmegaConf.load(overrides_file)]
+    return [*overrides, f"hydra.run.dir={run_dir}"]
+
+
+def run_hydra(args: list[str], resume: Path | None = None) -> int:
+    """Run the Hydra app on `args`; returns the exit code."""
+    import hydra
+
+    from regx.config.paths import config_dir
+
+    if resume is not None:
+        try:
+            args = resume_args(resume) + args
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task)
+    saved_argv, saved_stderr = sys.argv, sys.stderr
+    gate = StderrGate(saved_stderr)
+    sys.argv = ["regx train", *args]
+    if not debug_mode():
+        sys.stderr = gate
+    code: Any = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv, sys.stderr = saved_argv, saved_stderr
+    if code is None:
+        code = 0
+    if not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    held = gate.buffer_text.getvalue()
+    if not gate.open and held.strip():
+        if code:
+            print(f"error: {_condense(held)}", file=sys.stderr)
+            return 2
+        sys.stderr.write(held)
+    return code

@@ -1,0 +1,141 @@
+"""From a composed Hydra config to a validated `RunSpec`.
+
+`hydra.utils.instantiate` is the registry: each config group's YAML names a class as
+`_target_`, so a user's own loss, augmentation, model, dataset or split plugs in the same
+way. Before instantiating, the keys are checked against the target's signature, and a
+`ConfigError` raised by a constructor gets its group prefix (`loss.gamma=1.5: …`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from regx.config.schema import validate_top_level, validate_trainer
+from regx.errors import ConfigError
+
+RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
+
+
+def _target(group: str, node: DictConfig) -> Any:
+    path = node.get("_target_")
+    if not path:
+        raise ConfigError(f"{group}._target_", None, "is missing: name the class to build")
+    module_name, _, attr = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{group}._target_", path, f"cannot be imported ({e})") from None
+
+
+def _check_keys(group: str, target: Any, node: DictConfig) -> None:
+    """Unknown keys fail with the list of keys the target accepts."""
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if inspect.isclass(target) or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        # Subclasses forwarding **common to a base class: check against the whole chain.
+        names = _accepted_names(target)
+        if names is None:
+            return
+    else:
+        names = set(params)
+    skip = set(RUNTIME_KWARGS.get(group, ()))
+    for key in node:
+        if str(key).startswith("_"):
+            continue
+        if key not in names:
+            allowed = ", ".join(
+                sorted(n for n in names if n not in skip and n not in ("self", "common"))
+            )
+            raise ConfigError(
+                f"{group}.{key}",
+                node[key],
+                f"unknown key for {target.__name__}; "
+                + (f"allowed: {allowed}" if allowed else "it takes no parameters"),
+            )
+
+
+def _accepted_names(target: Any) -> set[str] | None:
+    """Keyword names a class accepts, following `**kwargs` forwarding up its bases.
+
+    The walk stops at the first `__init__` without `**kwargs`, or at a library base such
+    as `torch.nn.Module` (whose `*args, **kwargs` accept nothing meaningful).
+    """
+    if not inspect.isclass(target):
+        return None
+    names: set[str] = set()
+    for cls in target.__mro__:
+        if cls is object or (not cls.__module__.startswith("regx") and cls is not target):
+            return names
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        names |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names - {"self"}
+    return names - {"self"}
+
+
+def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
+    """Instantiate config group `group` (its node) with one-line errors."""
+    target = _target(group, node)
+    _check_keys(group, target, node)
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause.under(group) from None
+        if cause is not None and isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(group, node.get("_target_"), f"invalid arguments ({cause})") from None
+        raise
+    except ConfigError as e:
+        raise e.under(group) from None
+
+
+def build_loggers(node: Any) -> list[Any]:
+    """The `logger` node maps names to nodes; those with a `_target_` are trackers."""
+    if not node:
+        return []
+    return [
+        instantiate_group(f"logger.{name}", sub)
+        for name, sub in node.items()
+        if isinstance(sub, DictConfig) and "_target_" in sub
+    ]
+
+
+def build_spec(cfg: DictConfig, overrides: list[str] | None = None):
+    """Validate everything cheap to validate, and build the run's components."""
+    from regx.engine.spec import RunSpec
+
+    validate_top_level(cfg)
+    trainer = validate_trainer(cfg.trainer)
+    dataset = instantiate_group("dataset", cfg.dataset)
+    loss = instantiate_group("loss", cfg.loss)
+    split = instantiate_group("split", cfg.split)
+    aug_node = cfg.get("aug")
+    mixer = instantiate_group("aug", aug_node) if aug_node else None
+    model_factory = instantiate_group("model", cfg.model, _partial_=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return RunSpec(
+        seed=int(cfg.seed),
+        dataset=dataset,
+        model_factory=model_factory,
+        loss=loss,
+        split=split,
+        trainer=trainer,
+        mixer=mixer,
+        calibration_bins=int(OmegaConf.select(cfg, "calibration.n_bins", default=15)),
+        config=config,
+        overrides=list(overrides or []),
+        loggers=build_loggers(cfg.get("logger")),
+    )

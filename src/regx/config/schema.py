@@ -1,0 +1,105 @@
+"""Structured-config validation: types via OmegaConf against the dataclass schema, then ranges.
+
+Every failure becomes one `ConfigError` line: `trainer.epochs=-1: must be in [1, inf)`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from regx.engine.settings import TrainerSettings
+from regx.errors import ConfigError, check, check_choice, check_range
+
+_TYPE_WORDS = {
+    "Integer": "must be an integer",
+    "Float": "must be a number",
+    "Boolean": "must be true or false",
+    "String": "must be a string",
+}
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+MONITORS = ("val_acc", "val_loss", "val_ece")
+
+
+def _typed(schema_cls: type, node: Any, prefix: str) -> Any:
+    """Merge `node` into the dataclass schema and return the dataclass instance."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema_cls), node)
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as e:
+        key = f"{prefix}.{e.full_key}" if e.full_key else prefix
+        allowed = ", ".join(f.name for f in schema_cls.__dataclass_fields__.values())
+        raise ConfigError(key, "?", f"unknown key; allowed keys of {prefix}: {allowed}") from None
+    except ValidationError as e:
+        value = OmegaConf.select(node, str(e.full_key), default="?") if e.full_key else "?"
+        words = next(
+            (w for t, w in _TYPE_WORDS.items() if t in str(e.msg)), str(e.msg).split("\n")[0]
+        )
+        raise ConfigError(f"{prefix}.{e.full_key}", value, words) from None
+
+
+def _opt_range(key: str, value: Any, lo: float) -> None:
+    if value is not None:
+        check_range(key, value, lo)
+
+
+def validate_trainer(node: DictConfig | dict) -> TrainerSettings:
+    s: TrainerSettings = _typed(TrainerSettings, node, "trainer")
+    p = "trainer"
+    check_range(f"{p}.epochs", s.epochs, 1)
+    check_range(f"{p}.batch_size", s.batch_size, 1)
+    check_range(f"{p}.eval_batch_size", s.eval_batch_size, 1)
+    o = s.optimizer
+    check_choice(f"{p}.optimizer.name", o.name, ("sgd", "adamw"))
+    check_range(f"{p}.optimizer.lr", o.lr, 0, lo_open=True)
+    check_range(f"{p}.optimizer.momentum", o.momentum, 0, 1, hi_open=True)
+    check_range(f"{p}.optimizer.weight_decay", o.weight_decay, 0)
+    sc = s.scheduler
+    check_choice(f"{p}.scheduler.name", sc.name, ("cosine", "multistep", "onecycle", "none"))
+    check_range(f"{p}.scheduler.warmup_epochs", sc.warmup_epochs, 0, s.epochs)
+    check_range(f"{p}.scheduler.gamma", sc.gamma, 0, 1, lo_open=True)
+    check_range(f"{p}.scheduler.min_lr_ratio", sc.min_lr_ratio, 0, 1)
+    for m in sc.milestones:
+        check(
+            m > 0,
+            f"{p}.scheduler.milestones",
+            list(sc.milestones),
+            "must be epochs (integers ≥ 1) or fractions of the run in (0, 1)",
+        )
+    check(
+        bool(DEVICE_PATTERN.match(s.device)),
+        f"{p}.device",
+        s.device,
+        "must be auto, cpu, mps, cuda or cuda:N",
+    )
+    check_choice(f"{p}.precision", s.precision, ("32", "bf16", "16"))
+    check_range(f"{p}.num_workers", s.num_workers, 0)
+    check_choice(f"{p}.data_on_device", s.data_on_device, ("auto", "always", "never"))
+    _opt_range(f"{p}.threads", s.threads, 1)
+    check_choice(f"{p}.monitor", s.monitor, MONITORS)
+    _opt_range(f"{p}.early_stop", s.early_stop, 1)
+    check_choice(f"{p}.resume", s.resume, ("auto", "never"))
+    if s.grad_clip is not None:
+        check_range(f"{p}.grad_clip", s.grad_clip, 0, lo_open=True)
+    check_range(f"{p}.nan_check_every", s.nan_check_every, 1)
+    return s
+
+
+def validate_top_level(cfg: DictConfig) -> None:
+    seed = cfg.get("seed")
+    check(
+        isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+        "seed",
+        seed,
+        "must be a non-negative integer",
+    )
+    n_bins = OmegaConf.select(cfg, "calibration.n_bins", default=15)
+    check(
+        isinstance(n_bins, int) and n_bins >= 1,
+        "calibration.n_bins",
+        n_bins,
+        "must be a positive integer",
+    )

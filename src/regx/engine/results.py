@@ -1,0 +1,176 @@
+"""The end of a run: test/validation predictions, their metrics, and the files that hold them.
+
+summary.json is written last; its presence with `status: finished` marks a complete run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+import regx
+from regx.engine import outputs
+from regx.engine.predict import predict
+from regx.metrics.calibration import calibration_metrics
+from regx.metrics.retrieval import retrieval_metrics
+from regx.metrics.temperature import fit_temperature
+
+if TYPE_CHECKING:
+    from regx.engine.run import Trainer, TrainState
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short hash of the resolved config without run-location keys (same hash = same experiment)."""
+    clean = {k: v for k, v in config.items() if k not in ("out_dir", "hydra", "_hash")}
+    return hashlib.sha1(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    return {
+        "regx": regx.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def score_predictions(
+    test_logits: torch.Tensor,
+    test_labels: torch.Tensor,
+    val_logits: torch.Tensor,
+    val_labels: torch.Tensor,
+    val_weight: torch.Tensor | None,
+    test_features: torch.Tensor | None,
+    n_bins: int,
+) -> dict[str, Any]:
+    """Test metrics before/after temperature scaling (fitted on validation), val metrics, retrieval."""
+    t = fit_temperature(val_logits, val_labels, val_weight)
+    return {
+        "test": calibration_metrics(test_logits.softmax(dim=1), test_labels, n_bins),
+        "test_ts": calibration_metrics((test_logits / t).softmax(dim=1), test_labels, n_bins),
+        "temperature": t,
+        "val": calibration_metrics(val_logits.softmax(dim=1), val_labels, n_bins, val_weight),
+        "retrieval": (
+            retrieval_metrics(test_features, test_labels) if test_features is not None else {}
+        ),
+    }
+
+
+def run_record(spec_config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    return {"config_hash": config_hash(spec_config), "overrides": list(overrides)}
+
+
+def write_status(
+    run_dir: Path, status: str, message: str, state: TrainState, started: float
+) -> None:
+    """summary.json for a run that did not finish (diverged, interrupted, failed)."""
+    outputs.write_json(
+        run_dir / "summary.json",
+        {
+            "status": status,
+            "message": message,
+            "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch,
+            "started": started,
+            "stopped": time.time(),
+        },
+    )
+
+
+def finalize_run(
+    trainer: Trainer, started: float, train_seconds: float, t0: float
+) -> dict[str, Any]:
+    from regx.report.run_report import write_run_report
+
+    spec, p, s = trainer.spec, trainer.prep, trainer.s
+    run_dir = trainer.run_dir
+    t_eval = time.perf_counter()
+    test_logits, test_feats = predict(
+        trainer.model,
+        p.data.test_x,
+        trainer.normalize,
+        trainer.device,
+        s.eval_batch_size,
+        s.precision,
+        features=True,
+    )
+    val_logits, _ = predict(
+        trainer.model, p.val_x, trainer.normalize, trainer.device, s.eval_batch_size, s.precision
+    )
+    test_y = p.data.test_y.to(trainer.device)
+    scores = score_predictions(
+        test_logits, test_y, val_logits, p.val_y, p.val_weight, test_feats, spec.calibration_bins
+    )
+    eval_seconds = time.perf_counter() - t_eval
+
+    test_probs = test_logits.softmax(dim=1).cpu()
+    val_probs = val_logits.softmax(dim=1).cpu()
+    arrays = {
+        "probs": test_probs.numpy().astype(np.float32),
+        "labels": p.data.test_y.numpy(),
+        "val_probs": val_probs.numpy().astype(np.float32),
+        "val_labels": p.val_y.cpu().numpy(),
+    }
+    if p.val_weight is not None:
+        arrays["val_weights"] = p.val_weight.cpu().numpy().astype(np.float32)
+    outputs.write_predictions(run_dir / "predictions.npz", **arrays)
+
+    summary: dict[str, Any] = {"status": "finished", **scores}
+    summary["split"] = dict(p.split.info)
+    summary.update(
+        best_epoch=trainer.state.best_epoch,
+        epochs_run=trainer.state.epoch,
+        monitor=s.monitor,
+        dataset={
+            "name": p.data.name,
+            "num_classes": p.data.num_classes,
+            "image_size": p.data.image_size,
+            "channels": p.data.channels,
+            "train_size": len(p.train_y),
+            "val_size": len(p.val_y),
+            "test_size": len(p.data.test_y),
+        },
+        aug=spec.mixer.describe() if spec.mixer is not None else None,
+        seed=spec.seed,
+        **run_record(spec.config, spec.overrides),
+        versions=versions(),
+        device=device_name(trainer.device),
+        deterministic=trainer.deterministic,
+        compile_seconds=trainer.compile_seconds,
+        started=started,
+        train_time_s=train_seconds,
+        eval_time_s=eval_seconds,
+    )
+    t_report = time.perf_counter()
+    write_run_report(
+        run_dir,
+        summary=summary,
+        history=trainer.state.history,
+        test_logits=test_logits.cpu(),
+        test_labels=p.data.test_y,
+        n_bins=spec.calibration_bins,
+        split_arrays=p.split.arrays,
+    )
+    summary["report_time_s"] = time.perf_counter() - t_report
+    summary["wall_time_s"] = time.perf_counter() - t0
+    summary["finished"] = time.time()
+    for logger in spec.loggers:
+        logger.log_summary(summary, run_dir)
+    outputs.write_json(run_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,32 @@
+"""`RunSpec`: everything one run needs, already validated and instantiated by `regx.config`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from regx.aug.base import Mixer
+from regx.data.base import DatasetSource
+from regx.engine.settings import TrainerSettings
+from regx.losses.base import Loss
+from regx.models.base import Classifier
+from regx.splits.base import SplitStrategy
+
+ModelFactory = Callable[..., Classifier]  # (num_classes=, in_channels=, image_size=) -> model
+
+
+@dataclass
+class RunSpec:
+    seed: int
+    dataset: DatasetSource
+    model_factory: ModelFactory
+    loss: Loss
+    split: SplitStrategy
+    trainer: TrainerSettings
+    mixer: Mixer | None = None
+    calibration_bins: int = 15
+    # The resolved config (plain containers) and the command-line overrides, for the record.
+    config: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    loggers: list[Any] = field(default_factory=list)

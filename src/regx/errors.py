@@ -1,0 +1,105 @@
+"""Errors a user can cause, each rendered as one line with the cause and the fix.
+
+The CLI prints `str(error)` and exits with `error.exit_code`; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UserError(Exception):
+    """A failure the user can fix (bad config, missing data, divergence…): no traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError):
+    """A config value outside what is allowed: `key=value: must be …`.
+
+    Components raise it with their own local key (``gamma``); the code that built
+    the component from a config group prefixes the group (``loss.gamma``).
+    """
+
+    exit_code = 2
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={_fmt(value)}: {allowed}")
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error with `prefix.` in front of the key."""
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.allowed)
+
+
+class DataError(UserError):
+    """Missing, corrupt or inconsistent data: names the file or folder and the fix."""
+
+    exit_code = 3
+
+
+class DivergedError(UserError):
+    """The loss or the gradients became NaN/Inf."""
+
+    exit_code = 4
+
+
+class MissingExtraError(UserError):
+    """An optional dependency is not installed: names the pip extra that provides it."""
+
+    exit_code = 2
+
+    def __init__(self, package: str, extra: str, what: str) -> None:
+        super().__init__(
+            f"{what} needs the '{package}' package, which is not installed: "
+            f"pip install 'regx[{extra}]'"
+        )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise `ConfigError(key, value, allowed)` unless `ok`."""
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
+def check_range(
+    key: str,
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
+    """Check lo ≤ value ≤ hi (or strict where `*_open`), with a message in interval notation."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, value, "must be a number")
+    below = lo is not None and (value <= lo if lo_open else value < lo)
+    above = hi is not None and (value >= hi if hi_open else value > hi)
+    if below or above or value != value:  # value != value: NaN
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else _num(lo)
+        hi_s = "inf" if hi is None else _num(hi)
+        if lo is None:
+            left = "("
+        if hi is None:
+            right = ")"
+        raise ConfigError(key, value, f"must be in {left}{lo_s}, {hi_s}{right}")
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(key, value, "must be one of " + ", ".join(map(str, choices)))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)

@@ -1,0 +1,1 @@
+"""Metrics computed from predicted probabilities, labels and embeddings."""

@@ -1,0 +1,37 @@
+"""Multi-layer perceptron on flattened pixels: Linear → BN → ReLU (→ Dropout) per hidden layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from regx.errors import check, check_range
+from regx.models.base import Classifier
+
+
+class MLP(Classifier):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        hidden: Sequence[int] = (256, 256),
+        dropout: float = 0.0,
+    ) -> None:
+        hidden = list(hidden)
+        check(
+            len(hidden) > 0 and all(h > 0 for h in hidden),
+            "hidden",
+            hidden,
+            "must be a non-empty list of positive widths",
+        )
+        check_range("dropout", dropout, 0, 1, hi_open=True)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_channels * image_size * image_size
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        super().__init__(nn.Sequential(*layers), width, num_classes)

@@ -1,0 +1,59 @@
+"""Pre-activation ResNet for small images (He et al., 2016), as used in the mixup paper.
+
+CIFAR-style stem (one 3×3 conv, no max-pool), four stages of pre-activation basic blocks
+(BN → ReLU → conv, twice, plus identity or 1×1 projection shortcut) with widths
+w, 2w, 4w, 8w and strides 1, 2, 2, 2; BN → ReLU → global average pool gives the
+embedding. `depth`: 10 ([1,1,1,1]), 18 ([2,2,2,2], PreAct ResNet-18 at width 64) or 34.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regx.errors import check, check_range
+from regx.models.base import Classifier
+
+BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = (
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False) if stride != 1 or c_in != c_out else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        skip = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + skip
+
+
+class PreActResNet(Classifier):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        depth: int = 18,
+        width: int = 64,
+    ) -> None:
+        check(depth in BLOCKS, "depth", depth, "must be one of " + ", ".join(map(str, BLOCKS)))
+        check_range("width", width, 1)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)]
+        c = width
+        for stage, n_blocks in enumerate(BLOCKS[depth]):
+            c_out = width * 2**stage
+            for i in range(n_blocks):
+                layers.append(PreActBlock(c, c_out, 2 if (i == 0 and stage > 0) else 1))
+                c = c_out
+        layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        super().__init__(nn.Sequential(*layers), c, num_classes)

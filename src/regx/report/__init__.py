@@ -1,0 +1,1 @@
+"""Human-readable reports: per run (report.md + plots) and per sweep (`regx report`)."""

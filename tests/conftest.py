@@ -1,0 +1,74 @@
+"""Shared test helpers: compose the real config (conf/), train in-process, run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import regx.config  # noqa: F401  (registers the resolvers the config uses)
+from regx.config.paths import config_dir
+
+# Keep tests on the CPU, quiet and single-threaded so they run alike everywhere.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+FAST = ["trainer.progress=false", "trainer.threads=1"]
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The real composed config (as `regx train OVERRIDES` would see it), without Hydra's node."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def compose_cfg() -> Callable[..., DictConfig]:
+    return compose_config
+
+
+def train_in_process(overrides: list[str], run_dir: Path) -> dict[str, Any]:
+    """Build the spec from the real config and train in this process; returns summary.json."""
+    from regx.config.build import build_spec
+    from regx.engine.run import train
+
+    cfg = compose_config([*FAST, *overrides])
+    spec = build_spec(cfg, overrides)
+    return train(spec, run_dir)
+
+
+@pytest.fixture
+def train_run(tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    def run(overrides: list[str], run_dir: Path | None = None) -> dict[str, Any]:
+        return train_in_process(overrides, run_dir or tmp_path / "run")
+
+    return run
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
+    """`python -m regx ARGS` in a subprocess; returns the CompletedProcess (text)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    full_env.pop("REGX_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "regx", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    def call(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
+        return run_cli(list(args), tmp_path, env, timeout)
+
+    return call

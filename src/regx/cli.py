@@ -20,20 +20,24 @@ app = typer.Typer(
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-@app.command(context_settings=PASS_THROUGH)
+TRAIN_HELP = (
+    "Train one run, or a sweep with -m.\n\n"
+    "Everything after `train` goes to Hydra: overrides such as `loss=gamma_ce loss.gamma=0.5` "
+    "or `+aug=mixup`, `-m seed=0,1,2` for a sweep, `--cfg job` to print the composed config, "
+    "`--info`, `-c`.\n\n"
+    "Config groups: dataset, model, aug, loss, split, trainer, experiment, logger "
+    "(`regx list` shows their options)."
+)
+
+
+@app.command(context_settings=PASS_THROUGH, help=TRAIN_HELP)
 def train(
     ctx: typer.Context,
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this directory from its last checkpoint."
     ),
 ) -> None:
-    """Train one run, or a sweep with -m.
-
-    Everything after `train` goes to Hydra: overrides like `loss=gamma_ce loss.gamma=0.5`,
-    `+aug=mixup`, `-m seed=0,1,2` for a sweep, `--cfg job` to print the composed config,
-    `--info`, `-c`. Config groups: dataset, model, aug, loss, split, trainer, experiment,
-    logger (see `regx list`).
-    """
+    """Train one run, or a sweep with -m."""
     from regx.config.app import run_hydra
 
     raise typer.Exit(run_hydra(list(ctx.args), resume=resume))
@@ -48,6 +52,10 @@ def list_options(group: str | None = typer.Argument(None, help="Only this config
 
 
 def main() -> None:
+    import sys
+
+    if len(sys.argv) <= 1:  # bare `regx`: help, successfully (click would exit 2)
+        sys.argv.append("--help")
     app()
 
 

@@ -26,7 +26,9 @@ def test_defaults_match_the_spec(compose_cfg):
 
 
 def test_plus_aug_none_equals_no_aug(compose_cfg):
-    assert OmegaConf.to_container(compose_cfg(["+aug=none"])) == OmegaConf.to_container(compose_cfg())
+    assert OmegaConf.to_container(compose_cfg(["+aug=none"])) == OmegaConf.to_container(
+        compose_cfg()
+    )
 
 
 def test_smoke_trainer_overrides_only_length(compose_cfg):
@@ -35,9 +37,7 @@ def test_smoke_trainer_overrides_only_length(compose_cfg):
     assert smoke.optimizer == default.optimizer
 
 
-@pytest.mark.parametrize(
-    "group", ["dataset", "model", "loss", "split", "aug"]
-)
+@pytest.mark.parametrize("group", ["dataset", "model", "loss", "split", "aug"])
 def test_every_option_of_a_group_builds(group, compose_cfg):
     """Each YAML's _target_ imports and its keys match the constructor (no data loaded)."""
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
@@ -83,8 +83,16 @@ def test_every_group_folder_is_listed_by_regx_list():
     cat = catalog()
     for group in ("dataset", "model", "loss", "split", "trainer", "aug", "logger"):
         assert group in cat
-    assert {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "imagefolder",
-            "synthetic"} <= set(cat["dataset"])
+    assert {
+        "digits",
+        "mnist",
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+        "svhn",
+        "imagefolder",
+        "synthetic",
+    } <= set(cat["dataset"])
     assert {"mlp", "cnn", "resnet", "wrn", "torchvision"} <= set(cat["model"])
     assert {"default", "smoke"} <= set(cat["trainer"])
 

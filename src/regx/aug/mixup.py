@@ -1,0 +1,101 @@
+"""mixup (Zhang et al., 2018): train on convex combinations of pairs of examples.
+
+For a batch (x, y) and a uniformly random permutation π of its indices,
+
+    x̃ = λ·x + (1 − λ)·x[π],        L = λ·L(ŷ, y) + (1 − λ)·L(ŷ, y[π]),
+
+with λ ~ Uniform(0, 1) (`lam="uniform"`) or λ ~ Beta(α, α) (`lam="beta"`; α = 1 is the
+uniform again, small α puts λ near 0 or 1, i.e. mild mixing). `mode="batch"` draws one λ
+for the batch; `mode="elem"` draws one per sample, λ of shape (N,) broadcast over C×H×W
+and over the per-sample losses. The losses are mixed, never the labels (see aug/base.py).
+
+Each batch is mixed with probability `prob`. `off_epoch=k` mixes only the first k epochs
+(0-based epoch < k) and trains the rest on clean data, as timm's `--mixup-off-epoch`;
+null mixes every epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from regx.aug.base import MixedBatch, Mixer, mix_this_batch, random_partners
+from regx.errors import ConfigError, check_choice, check_range
+
+log = logging.getLogger("regx")
+
+LAM_DISTRIBUTIONS = ("uniform", "beta")
+MODES = ("batch", "elem")
+
+
+def mix_inputs(x: torch.Tensor, lam: float | torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
+    """λ·x + (1 − λ)·x[π]; a per-sample λ (N,) is broadcast over the image dimensions."""
+    if isinstance(lam, torch.Tensor):
+        lam = lam.view(-1, *([1] * (x.dim() - 1)))
+    return lam * x + (1 - lam) * x[partners]
+
+
+class Mixup(Mixer):
+    name = "mixup"
+
+    def __init__(
+        self,
+        lam: str = "beta",
+        alpha: float = 1.0,
+        mode: str = "batch",
+        prob: float = 1.0,
+        off_epoch: int | None = None,
+    ) -> None:
+        check_choice("lam", lam, LAM_DISTRIBUTIONS)
+        check_range("alpha", alpha, 0, None, lo_open=True)
+        check_choice("mode", mode, MODES)
+        check_range("prob", prob, 0, 1)
+        if off_epoch is not None and (
+            isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 1
+        ):
+            raise ConfigError("off_epoch", off_epoch, "must be an integer ≥ 1 or null")
+        if lam == "uniform" and alpha != 1.0:
+            log.warning("aug.alpha=%s is ignored with aug.lam=uniform (that is Beta(1, 1))", alpha)
+        self.lam = lam
+        self.alpha = float(alpha) if lam == "beta" else None
+        self.mode = mode
+        self.prob = float(prob)
+        self.off_epoch = off_epoch
+        # Beta(α, α) per device, built once: constructing a distribution per step costs more
+        # than drawing from it.
+        self._beta: dict[torch.device, torch.distributions.Beta] = {}
+
+    def active(self, epoch: int, num_epochs: int) -> bool:
+        return self.off_epoch is None or epoch < self.off_epoch
+
+    def sample_lam(self, n: int | None, device: torch.device) -> float | torch.Tensor:
+        """One λ as a float drawn on the CPU (n None), or n of them drawn on `device`."""
+        if n is None:
+            if self.lam == "uniform":
+                return float(torch.rand(()))
+            return float(self._beta_on(torch.device("cpu")).sample())
+        if self.lam == "uniform":
+            return torch.rand(n, device=device)
+        return self._beta_on(device).sample((n,))
+
+    def _beta_on(self, device: torch.device) -> torch.distributions.Beta:
+        beta = self._beta.get(device)
+        if beta is None:
+            alpha = torch.tensor(self.alpha, dtype=torch.float32, device=device)
+            beta = torch.distributions.Beta(alpha, alpha, validate_args=False)
+            self._beta[device] = beta
+        return beta
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixedBatch | None:
+        if not mix_this_batch(self.prob):
+            return None
+        n = x.shape[0]
+        partners = random_partners(n, x.device)
+        lam = self.sample_lam(None if self.mode == "batch" else n, x.device)
+        return MixedBatch(
+            inputs=mix_inputs(x, lam, partners),
+            lam=lam,
+            partner_targets=y[partners],
+            partner_index=partners,
+        )

@@ -261,10 +261,8 @@ class Trainer:
                 )
             with autocast(dev, s.precision):
                 out = model(x)
-            per = loss_fn(out, yb)
-            if mixed is not None and mixed.partner_targets is not None:
-                lam = mixed.lam
-                per = lam * per + (1 - lam) * loss_fn(out, mixed.partner_targets)
+            # mixed losses (λ·L(ŷ,y) + (1−λ)·L(ŷ,y[π])), never mixed labels: see aug/base.py
+            per = loss_fn(out, yb) if mixed is None else mixed.loss(loss_fn, out, yb)
             if train_weight is not None:
                 w = train_weight[idx]
                 loss = (w * per).sum() / w.sum()

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from regx.config.schema import validate_top_level, validate_trainer
-from regx.errors import ConfigError
+from regx.errors import ConfigError, check
 
 RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
 
@@ -118,8 +118,12 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None):
     from regx.engine.spec import RunSpec
 
     validate_top_level(cfg)
+    track_test = cfg.get("track_test", False)
+    check(isinstance(track_test, bool), "track_test", track_test, "must be true or false")
     trainer = validate_trainer(cfg.trainer)
     dataset = instantiate_group("dataset", cfg.dataset)
+    if cfg.get("shift") is not None:
+        dataset.shift = instantiate_group("shift", cfg.shift)
     loss = instantiate_group("loss", cfg.loss)
     split = instantiate_group("split", cfg.split)
     aug_node = cfg.get("aug")
@@ -135,6 +139,7 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None):
         trainer=trainer,
         mixer=mixer,
         calibration_bins=int(OmegaConf.select(cfg, "calibration.n_bins", default=15)),
+        track_test=track_test,
         config=config,
         overrides=list(overrides or []),
         loggers=build_loggers(cfg.get("logger")),

@@ -325,6 +325,19 @@ class Trainer:
         values = torch.stack([m["nll"], m["acc"], m["ece"]]).tolist()  # one host sync
         return dict(zip(("val_loss", "val_acc", "val_ece"), values))
 
+    def test_accuracy(self) -> float:
+        """Test accuracy now; for analysis only (`track_test`), never for model selection."""
+        p = self.prep
+        logits, _ = predict(
+            self.model,
+            p.data.test_x,
+            self.normalize,
+            self.device,
+            self.s.eval_batch_size,
+            self.s.precision,
+        )
+        return (logits.argmax(dim=1).cpu() == p.data.test_y).float().mean().item()
+
     # -- the loop ----------------------------------------------------------------
     def fit(self) -> None:
         s = self.s
@@ -343,6 +356,8 @@ class Trainer:
                 row.update(self.validate())
                 row.update(self.loss_fn.epoch_stats())
                 row["seconds"] = time.perf_counter() - t0
+                if self.spec.track_test:
+                    row["test_acc"] = self.test_accuracy()
                 if epoch == 0 and self.s.compile:
                     self.compile_seconds = row["seconds"]
                 self.state.epoch = epoch + 1

@@ -26,6 +26,8 @@ class RunSpec:
     trainer: TrainerSettings
     mixer: Mixer | None = None
     calibration_bins: int = 15
+    # Analysis only (`track_test`): log test accuracy per epoch; never used to select models.
+    track_test: bool = False
     # The resolved config (plain containers) and the command-line overrides, for the record.
     config: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)

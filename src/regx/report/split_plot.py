@@ -54,7 +54,7 @@ def plot_split(path: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) 
         if isinstance(info.get(key), (int, float))
     ]
     ax.set_title("Adversarial validation" + (": " + ", ".join(parts) if parts else ""))
-    ax.legend(loc="upper center")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -21,5 +21,5 @@ class RandomSplit(SplitStrategy):
         return Split(
             train_idx=torch.from_numpy(rest),
             val_idx=torch.from_numpy(held),
-            info={"val_size": len(held), "val_unique": len(held)},
+            info={"kind": "random", "val_size": len(held), "val_unique": len(held)},
         )

@@ -1,0 +1,214 @@
+"""Adversarial validation: a validation set drawn to look like the test set.
+
+Uses the test set's *inputs* only; the call has no place for test labels. With p the
+training density and q the test density:
+
+1. Discriminator. Training images are labelled 0, test images 1; a discriminator fitted
+   with the two sides balanced (see `regx.splits.discriminators`) estimates
+   D(x) = q(x)/(p(x) + q(x)).
+2. Out of fold. Train and test images are split into `folds` stratified folds; the
+   images of fold j are scored by a discriminator fitted on the other folds only, so
+   every image's D(x) comes from a model that never saw it. The out-of-fold ROC AUC of
+   D over train (0) vs test (1) measures the shift: ≈ 0.5 means none.
+3. Importance weights. w(x) = D/(1 − D) = q(x)/p(x), clipped from above at `clip` times
+   the median weight of the training images (truncated importance sampling). The cap is
+   relative because the weights' scale is not reliable: under a strong shift (train and
+   test barely overlap) every training image has D ≈ 0, and the regularized
+   discriminator's logits have an arbitrary scale; everything downstream (drawing ∝ w,
+   Σ w·ℓ / Σ w) is invariant to the scale, so only the ratio to a typical weight matters.
+   With no shift the median is ≈ 1 and the cap ≈ clip.
+4. Validation set (n_val = round(val_fraction · N) of the N training images):
+   - `resample`: n_val draws with replacement, P(draw image i) = w_i / Σ w; duplicates
+     are kept (a drawn-twice image counts twice in validation metrics); the images never
+     drawn train.
+   - `topk`: the n_val images with the largest D (the most test-like) validate.
+   - `weight`: a stratified random split; validation metrics are weighted by w, and with
+     `weight_train` the training loss as well (Σ w·ℓ / Σ w per batch).
+5. Effective sample size of the validation weights as the metrics use them,
+   ESS = (Σ v)² / Σ v², with v the per-image multiplicity (`resample`), 1 (`topk`) or w
+   (`weight`): the number of equally weighted images the validation set is worth.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from regx.data.base import stratified_split
+from regx.errors import ConfigError, check, check_choice, check_range
+from regx.splits.base import Split, SplitStrategy
+from regx.splits.discriminators import ConvDiscriminator, LogisticDiscriminator
+
+MODES = ("resample", "topk", "weight")
+DISCRIMINATORS = ("logreg", "cnn")
+# Mixed into the seed so the split's draws are independent of other seeded draws.
+SPLIT_STREAM = 0xAD5
+# exp(700) is finite in float64; a larger logit would only be capped anyway.
+MAX_LOGIT = 700.0
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's ESS, (Σ w)² / Σ w²."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / np.square(w).sum())
+
+
+def importance_weights(logits: np.ndarray, clip: float) -> np.ndarray:
+    """w = D/(1 − D) = exp(logit), capped at `clip` × median(w)."""
+    w = np.exp(np.minimum(logits, MAX_LOGIT))
+    return np.minimum(w, clip * np.median(w))
+
+
+def out_of_fold_logits(
+    train_x: torch.Tensor,
+    test_x: torch.Tensor,
+    folds: int,
+    seed: int,
+    discriminator: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits of D for every train and test image from the fold model that did not see it.
+
+    Returns (logits of the training images, logits of the test images, the fold in
+    which each image — train then test — was held out).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    x = torch.cat([train_x, test_x])
+    domain = np.concatenate([np.zeros(len(train_x), np.int64), np.ones(len(test_x), np.int64)])
+    logits = np.empty(len(x), dtype=np.float64)
+    fold_of = np.empty(len(x), dtype=np.int64)
+    kfold = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+    for fold, (fit_idx, held_idx) in enumerate(kfold.split(np.zeros(len(x)), domain)):
+        fit_t, held_t = torch.from_numpy(fit_idx), torch.from_numpy(held_idx)
+        logits[held_idx] = discriminator.fit_logits(
+            x[fit_t], domain[fit_idx], x[held_t], seed + fold
+        )
+        fold_of[held_idx] = fold
+    n = len(train_x)
+    return logits[:n], logits[n:], fold_of
+
+
+class AdversarialSplit(SplitStrategy):
+    def __init__(
+        self,
+        val_fraction: float = 0.1,
+        mode: str = "resample",
+        discriminator: str = "logreg",
+        folds: int = 5,
+        clip: float = 10.0,
+        weight_train: bool = False,
+        logreg_c: float = 0.01,
+        pca: int | None = None,
+        cnn_epochs: int = 20,
+        cnn_patience: int = 3,
+        cnn_width: int = 16,
+        device: str = "auto",
+    ) -> None:
+        check_range("val_fraction", val_fraction, 0, 1, lo_open=True, hi_open=True)
+        check_choice("mode", mode, MODES)
+        check_choice("discriminator", discriminator, DISCRIMINATORS)
+        check(
+            isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2,
+            "folds",
+            folds,
+            "must be an integer ≥ 2",
+        )
+        check_range("clip", clip, 1, lo_open=True)
+        check(isinstance(weight_train, bool), "weight_train", weight_train, "must be true or false")
+        check(
+            not weight_train or mode == "weight",
+            "weight_train",
+            weight_train,
+            "only applies to split.mode=weight",
+        )
+        check_choice("device", device, ("auto", "cpu", "cuda"))
+        self.val_fraction, self.mode, self.folds = float(val_fraction), mode, folds
+        self.clip, self.weight_train = float(clip), weight_train
+        self.discriminator_name = discriminator
+        self.discriminator = (
+            LogisticDiscriminator(c=logreg_c, pca=pca)
+            if discriminator == "logreg"
+            else ConvDiscriminator(
+                epochs=cnn_epochs, patience=cnn_patience, width=cnn_width, device=device
+            )
+        )
+
+    def __call__(
+        self, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, seed: int
+    ) -> Split:
+        n, m = len(train_x), len(test_x)
+        if min(n, m) < self.folds:
+            raise ConfigError(
+                "split.folds",
+                self.folds,
+                f"needs at least that many train and test images (have {n} and {m})",
+            )
+        t0 = time.perf_counter()
+        logit_train, logit_test, fold_of = out_of_fold_logits(
+            train_x, test_x, self.folds, seed, self.discriminator
+        )
+        seconds = time.perf_counter() - t0
+        d_train, d_test = _sigmoid(logit_train), _sigmoid(logit_test)
+        w = importance_weights(logit_train, self.clip)
+        rng = np.random.default_rng([seed, SPLIT_STREAM])
+        n_val = max(1, round(self.val_fraction * n))
+
+        val_weight = train_weight = None
+        if self.mode == "resample":
+            val_idx = np.sort(rng.choice(n, size=n_val, replace=True, p=w / w.sum()))
+            train_idx = np.setdiff1d(np.arange(n), val_idx)
+            ess = effective_sample_size(np.bincount(val_idx)[np.unique(val_idx)])
+        elif self.mode == "topk":
+            val_idx = np.sort(np.argsort(-d_train, kind="stable")[:n_val])
+            train_idx = np.setdiff1d(np.arange(n), val_idx)
+            ess = float(len(val_idx))
+        else:
+            train_idx, val_idx = stratified_split(train_y.numpy(), self.val_fraction, seed)
+            val_weight = torch.from_numpy(w[val_idx]).float()
+            if self.weight_train:
+                train_weight = torch.from_numpy(w[train_idx]).float()
+            ess = effective_sample_size(w[val_idx])
+
+        from sklearn.metrics import roc_auc_score
+
+        auc = roc_auc_score(
+            np.concatenate([np.zeros(n), np.ones(m)]), np.concatenate([logit_train, logit_test])
+        )
+        info = {
+            "kind": "adversarial",
+            "mode": self.mode,
+            "discriminator": self.discriminator_name,
+            "folds": self.folds,
+            "auc": float(auc),
+            "ess": ess,
+            "weight_min": float(w.min()),
+            "weight_max": float(w.max()),
+            "clip": self.clip,
+            "val_size": len(val_idx),
+            "val_unique": len(np.unique(val_idx)),
+            "train_size": len(train_idx),
+            "seconds": seconds,
+        }
+        arrays = {
+            "d_train": d_train,
+            "d_test": d_test,
+            "d_val": d_train[val_idx],
+            "w_train": w,
+            "fold_train": fold_of[:n],
+            "fold_test": fold_of[n:],
+        }
+        return Split(
+            train_idx=torch.from_numpy(train_idx),
+            val_idx=torch.from_numpy(val_idx),
+            val_weight=val_weight,
+            train_weight=train_weight,
+            info=info,
+            arrays=arrays,
+        )
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,3 +49,9 @@ class Loss(nn.Module):
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must implement forward()")
+
+
+def target_log_prob(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p_y (N,) in float32 from the head's scores: log-softmax, so tiny p_y stay finite."""
+    log_probs = F.log_softmax(outputs.float(), dim=1)
+    return log_probs.gather(1, targets[:, None]).squeeze(1)

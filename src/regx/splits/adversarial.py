@@ -103,7 +103,7 @@ class AdversarialSplit(SplitStrategy):
         logreg_c: float = 0.01,
         pca: int | None = None,
         cnn_epochs: int = 20,
-        cnn_patience: int = 3,
+        cnn_patience: int = 5,
         cnn_width: int = 16,
         device: str = "auto",
     ) -> None:

@@ -17,7 +17,9 @@ returns the logit log(D/(1 − D)) for each image in `x_eval`.
 - `ConvDiscriminator`: a small conv net (three 3×3 conv layers, global average pooling,
   one logit) trained with AdamW on balanced batches (half train, half test images; the
   smaller side is cycled through fresh permutations), early-stopped on the balanced
-  cross-entropy of a held-out part of the fitting data (1/`holdout` of each side).
+  cross-entropy of a held-out part of the fitting data (1/`holdout` of each side): the
+  weights of the best epoch are kept, and training stops after `patience` epochs
+  without improvement (that loss is noisy early on, hence a patience of 5).
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ class SmallConvNet(nn.Module):
         layers: list[nn.Module] = []
         size, c_in = image_size, channels
         for c_out in (width, 2 * width, 2 * width):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            # momentum=None: running stats are the plain average since the last reset
+            # (each epoch), not an EMA that lags behind weights moving at a high rate.
+            norm = nn.BatchNorm2d(c_out, momentum=None)
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), norm, nn.ReLU()]
             if size >= 8:
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
@@ -91,10 +96,10 @@ class ConvDiscriminator:
     def __init__(
         self,
         epochs: int = 20,
-        patience: int = 3,
+        patience: int = 5,
         width: int = 16,
         batch_size: int = 128,
-        lr: float = 2e-3,
+        lr: float = 1e-2,
         holdout: int = 5,
         device: str = "auto",
     ) -> None:
@@ -134,6 +139,9 @@ class ConvDiscriminator:
             best, best_state, stale = math.inf, copy.deepcopy(net.state_dict()), 0
             for _ in range(self.epochs):
                 net.train()
+                for module in net.modules():
+                    if isinstance(module, nn.BatchNorm2d):
+                        module.reset_running_stats()
                 for batch in _balanced_batches(fit[0], fit[1], self.batch_size // 2, rng):
                     xb = x[torch.from_numpy(batch).to(device)]
                     target = torch.from_numpy(d_fit[batch]).to(device, torch.float32)

@@ -59,17 +59,48 @@ def score_predictions(
     test_features: torch.Tensor | None,
     n_bins: int,
 ) -> dict[str, Any]:
-    """Test metrics before/after temperature scaling (fitted on validation), val metrics, retrieval."""
-    t = fit_temperature(val_logits, val_labels, val_weight)
+    """Test metrics before/after temperature scaling (fitted on validation only, with the
+    validation weights when the split has them), validation metrics, retrieval.
+
+    The probabilities are `softmax(logits)` and `softmax(logits / T)` exactly as
+    `prediction_arrays` stores them, so every number can be recomputed from predictions.npz.
+    """
+    fit = fit_temperature(val_logits, val_labels, val_weight)
+    t = fit.temperature
     return {
         "test": calibration_metrics(test_logits.softmax(dim=1), test_labels, n_bins),
         "test_ts": calibration_metrics((test_logits / t).softmax(dim=1), test_labels, n_bins),
         "temperature": t,
+        "temperature_fit": fit.as_dict(),
         "val": calibration_metrics(val_logits.softmax(dim=1), val_labels, n_bins, val_weight),
         "retrieval": (
             retrieval_metrics(test_features, test_labels) if test_features is not None else {}
         ),
     }
+
+
+def prediction_arrays(
+    test_logits: torch.Tensor,
+    test_labels: torch.Tensor,
+    val_logits: torch.Tensor,
+    val_labels: torch.Tensor,
+    val_weight: torch.Tensor | None,
+    temperature: float,
+) -> dict[str, np.ndarray]:
+    """The content of predictions.npz: test/val probabilities (float32, the exact values the
+    metrics used), labels, logits, the temperature-scaled test probabilities, val weights."""
+    arrays = {
+        "probs": test_logits.softmax(dim=1).cpu().numpy().astype(np.float32),
+        "labels": test_labels.cpu().numpy(),
+        "val_probs": val_logits.softmax(dim=1).cpu().numpy().astype(np.float32),
+        "val_labels": val_labels.cpu().numpy(),
+        "logits": test_logits.cpu().numpy().astype(np.float32),
+        "val_logits": val_logits.cpu().numpy().astype(np.float32),
+        "probs_ts": (test_logits / temperature).softmax(dim=1).cpu().numpy().astype(np.float32),
+    }
+    if val_weight is not None:
+        arrays["val_weights"] = val_weight.cpu().numpy().astype(np.float32)
+    return arrays
 
 
 def run_record(spec_config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -119,16 +150,9 @@ def finalize_run(
     )
     eval_seconds = time.perf_counter() - t_eval
 
-    test_probs = test_logits.softmax(dim=1).cpu()
-    val_probs = val_logits.softmax(dim=1).cpu()
-    arrays = {
-        "probs": test_probs.numpy().astype(np.float32),
-        "labels": p.data.test_y.numpy(),
-        "val_probs": val_probs.numpy().astype(np.float32),
-        "val_labels": p.val_y.cpu().numpy(),
-    }
-    if p.val_weight is not None:
-        arrays["val_weights"] = p.val_weight.cpu().numpy().astype(np.float32)
+    arrays = prediction_arrays(
+        test_logits, p.data.test_y, val_logits, p.val_y, p.val_weight, scores["temperature"]
+    )
     outputs.write_predictions(run_dir / "predictions.npz", **arrays)
 
     summary: dict[str, Any] = {"status": "finished", **scores}
@@ -162,8 +186,9 @@ def finalize_run(
         run_dir,
         summary=summary,
         history=trainer.state.history,
-        test_logits=test_logits.cpu(),
-        test_labels=p.data.test_y,
+        probs=torch.from_numpy(arrays["probs"]),
+        probs_ts=torch.from_numpy(arrays["probs_ts"]),
+        labels=p.data.test_y,
         n_bins=spec.calibration_bins,
         split_arrays=p.split.arrays,
     )

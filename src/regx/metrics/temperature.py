@@ -1,52 +1,135 @@
 """Temperature scaling (Guo et al., 2017): one scalar T > 0, probabilities softmax(z / T).
 
-T minimizes the (optionally importance-weighted) validation NLL. The search runs over
-log T with L-BFGS (so T stays positive) in float64; the fit is never allowed to end
-worse than T = 1 on the data it was fitted on.
+T minimizes the (optionally importance-weighted) validation NLL
+
+    NLL(T) = Σ_i w_i·[logsumexp_k(z_ik / T) − z_iy / T] / Σ_i w_i,
+
+a convex function of β = 1/T, hence unimodal in log T. The search runs over log T with
+L-BFGS in float64 (so T stays positive), and the result is projected onto
+[t_min, t_max]; for a unimodal function that projection is the constrained minimizer.
+
+When is the fit ill-posed? If no validation example (with w > 0) has another logit
+strictly above its true-class logit, every term of NLL(T) decreases as T → 0: there is no
+minimizer, and following the slope only sharpens predictions that were never seen to be
+wrong (on small, easy validation sets this gave T ≈ 0.03 and a worse test NLL). Then T is
+kept at 1 (no scaling) and the fit says so. A fit that ends worse than T = 1 on the data it
+was fitted on also falls back to T = 1, so temperature scaling never increases the
+validation NLL.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
+T_MIN = 0.05
+T_MAX = 20.0
 
-def _nll(
-    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, t: torch.Tensor
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """The fitted temperature and how it was obtained.
+
+    status: `fitted` (interior minimizer), `at_bound` (the minimizer lies at or beyond
+    t_min/t_max), `no_errors` (validation has no errors: T kept at 1), `no_improvement`
+    (the optimizer did not beat T = 1: T kept at 1), `empty` (no validation data).
+    """
+
+    temperature: float
+    status: str
+    val_nll_before: float
+    val_nll_after: float
+    t_min: float = T_MIN
+    t_max: float = T_MAX
+
+    @property
+    def note(self) -> str:
+        """One sentence for report.md."""
+        t = self.temperature
+        if self.status == "fitted":
+            return "the minimizer of the validation NLL."
+        if self.status == "at_bound":
+            return (
+                f"the validation NLL keeps falling beyond the search range "
+                f"[{self.t_min:g}, {self.t_max:g}]; T is held at the bound {t:.4g}."
+            )
+        if self.status == "no_errors":
+            return (
+                "the validation set has no misclassified example, so its NLL falls "
+                "without limit as T → 0 and has no minimizer; T is kept at 1 (no scaling)."
+            )
+        if self.status == "no_improvement":
+            return "the fit did not improve the validation NLL over T = 1; T is kept at 1."
+        return "there is no validation data to fit on; T is kept at 1."
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "note": self.note}
+
+
+def scaled_nll(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    temperature: torch.Tensor | float,
 ) -> torch.Tensor:
-    per = F.cross_entropy(logits / t, labels, reduction="none")
+    """Σ w·CE(z / T, y) / Σ w (mean cross-entropy when `weights` is None)."""
+    per = F.cross_entropy(logits / temperature, labels, reduction="none")
     if weights is None:
         return per.mean()
     return (weights * per).sum() / weights.sum()
+
+
+def has_errors(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> bool:
+    """Whether some example (with w > 0) has another logit strictly above its true logit."""
+    true = logits.gather(1, labels[:, None])
+    wrong = (logits > true).any(dim=1)
+    if weights is not None:
+        wrong &= weights > 0
+    return bool(wrong.any())
 
 
 def fit_temperature(
     logits: torch.Tensor,
     labels: torch.Tensor,
     weights: torch.Tensor | None = None,
+    t_min: float = T_MIN,
+    t_max: float = T_MAX,
     max_iter: int = 200,
-) -> float:
-    """The temperature minimizing NLL of `logits / T` on (`logits`, `labels`)."""
+) -> TemperatureFit:
+    """The T in [t_min, t_max] minimizing NLL of `logits / T` on (`logits`, `labels`, `weights`)."""
     if len(labels) == 0:
-        return 1.0
+        return TemperatureFit(1.0, "empty", math.nan, math.nan, t_min, t_max)
     z = logits.detach().to("cpu", torch.float64)
-    y = labels.detach().cpu()
+    y = labels.detach().to("cpu", torch.long)
     w = None if weights is None else weights.detach().to("cpu", torch.float64)
+    with torch.no_grad():
+        nll_one = float(scaled_nll(z, y, w, 1.0))
+    if not has_errors(z, y, w):
+        return TemperatureFit(1.0, "no_errors", nll_one, nll_one, t_min, t_max)
+
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = _nll(z, y, w, log_t.exp())
+        loss = scaled_nll(z, y, w, log_t.exp())
         loss.backward()
         return loss
 
     opt.step(closure)
-    t = float(log_t.detach().exp())
+    lo, hi = math.log(t_min), math.log(t_max)
+    found = float(log_t.detach())
+    if not math.isfinite(found):
+        return TemperatureFit(1.0, "no_improvement", nll_one, nll_one, t_min, t_max)
+    # Projection onto the bounds; a tolerance so a minimizer sitting on a bound counts as there.
+    at_bound = found <= lo + 1e-9 or found >= hi - 1e-9
+    t = math.exp(min(max(found, lo), hi))
     with torch.no_grad():
-        one = torch.ones((), dtype=torch.float64)
-        if not (
-            t > 0 and _nll(z, y, w, torch.tensor(t, dtype=torch.float64)) <= _nll(z, y, w, one)
-        ):
-            return 1.0
-    return t
+        nll_t = float(scaled_nll(z, y, w, t))
+    if not (math.isfinite(nll_t) and nll_t <= nll_one):
+        return TemperatureFit(1.0, "no_improvement", nll_one, nll_one, t_min, t_max)
+    return TemperatureFit(t, "at_bound" if at_bound else "fitted", nll_one, nll_t, t_min, t_max)

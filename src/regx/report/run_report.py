@@ -1,7 +1,14 @@
-"""The per-run calibration report: report.md, reliability.png, confidence.png, curves.png."""
+"""The per-run report: report.md with reliability.png, confidence.png, curves.png (and
+split.png for splits that provide diagnostic arrays).
+
+Every number in report.md is a value of summary.json, rounded for display; the figures
+are drawn from the same float32 probabilities the metrics were computed from.
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,107 +16,297 @@ import numpy as np
 import torch
 
 from regx.metrics.calibration import reliability_bins
+from regx.report import figures
 
-ROWS = [
-    ("acc", "accuracy", 100, "%"),
-    ("nll", "NLL", 1, ""),
-    ("brier", "Brier", 1, ""),
-    ("ece", "ECE", 100, "%"),
-    ("mean_confidence", "mean confidence", 100, "%"),
-    ("overconfidence", "confidence − accuracy", 100, "pt"),
-]
+# (summary key, row name, scale, decimals): percentages are shown ×100.
+METRIC_ROWS = (
+    ("acc", "accuracy (%)", 100, 2),
+    ("nll", "NLL", 1, 4),
+    ("brier", "Brier", 1, 4),
+    ("ece", "ECE (%)", 100, 2),
+    ("ace", "adaptive ECE (%)", 100, 2),
+    ("mce", "MCE (%)", 100, 2),
+    ("classwise_ece", "classwise ECE (%)", 100, 3),
+    ("mean_confidence", "mean confidence (%)", 100, 2),
+    ("overconfidence", "over-confidence (pt)", 100, 2),
+    ("aurc", "AURC (%)", 100, 3),
+)
+
+SPLIT_ROWS = (
+    ("auc", "discriminator AUC (out of fold; 0.5 = no shift)", "{:.3f}"),
+    ("ess", "effective sample size of the weights", "{:.1f}"),
+    ("weight_min", "smallest weight", "{:.3g}"),
+    ("weight_max", "largest weight", "{:.3g}"),
+    ("val_size", "validation images", "{:d}"),
+    ("val_unique", "distinct validation images", "{:d}"),
+)
+
+CHOICE_GROUPS = ("dataset", "model", "aug", "loss", "split", "trainer", "experiment")
 
 
-def _plt():
-    import matplotlib
+def fmt_metric(value: Any, scale: float, decimals: int) -> str:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "—"
+    return f"{value * scale:.{decimals}f}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def metric_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown rows: validation | test | test after temperature scaling."""
+    columns = [("validation", "val"), ("test", "test"), ("test after TS", "test_ts")]
+    present = [(name, summary.get(key) or {}) for name, key in columns if summary.get(key)]
+    lines = [
+        "| metric | " + " | ".join(name for name, _ in present) + " |",
+        "|---|" + "---:|" * len(present),
+    ]
+    for key, name, scale, decimals in METRIC_ROWS:
+        cells = [fmt_metric(values.get(key), scale, decimals) for _, values in present]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def run_choices(run_dir: Path) -> dict[str, str | None]:
+    """The config-group options the run was composed from (Hydra's runtime.choices)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return dict(HydraConfig.get().runtime.choices)
+    except ImportError:
+        pass
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    if hydra_yaml.is_file():
+        import yaml
+
+        node = yaml.safe_load(hydra_yaml.read_text()) or {}
+        return dict(((node.get("hydra") or {}).get("runtime") or {}).get("choices") or {})
+    return {}
+
+
+def config_line(summary: dict[str, Any], choices: dict[str, Any]) -> str:
+    """`dataset=digits model=cnn aug=none loss=ce split=random trainer=default` · seed · …"""
+    ds = summary.get("dataset") or {}
+    picked = {g: choices.get(g) for g in CHOICE_GROUPS if choices.get(g) not in (None, "null")}
+    picked.setdefault("dataset", ds.get("name", "?"))
+    if "aug" not in picked:
+        picked["aug"] = "none"
+    groups = " ".join(f"{g}={picked[g]}" for g in CHOICE_GROUPS if g in picked)
+    overrides = " ".join(summary.get("overrides") or []) or "(none)"
+    parts = [
+        f"`{groups}`",
+        f"seed {summary.get('seed')}",
+        f"overrides `{overrides}`",
+        f"best epoch {summary.get('best_epoch')} of {summary.get('epochs_run')} "
+        f"(by {summary.get('monitor')})",
+        f"{ds.get('train_size')} train / {ds.get('val_size')} validation / "
+        f"{ds.get('test_size')} test images",
+    ]
+    if summary.get("device"):
+        parts.append(str(summary["device"]))
+    if isinstance(summary.get("wall_time_s"), (int, float)):
+        parts.append(f"{summary['wall_time_s']:.1f} s")
+    parts.append(f"config `{summary.get('config_hash', '')}`")
+    return " · ".join(parts)
+
+
+def temperature_text(summary: dict[str, Any]) -> str:
+    t = summary.get("temperature", 1.0)
+    fit = summary.get("temperature_fit") or {}
+    text = f"Temperature scaling, fitted on the validation set: **T = {t:.4g}**"
+    if fit.get("note"):
+        text += f", {fit['note']}"
+    if fit.get("status") in ("fitted", "at_bound"):
+        text += (
+            f" Validation NLL {fit['val_nll_before']:.4f} → {fit['val_nll_after']:.4f};"
+            " the test set plays no part in the fit."
+        )
+    return text
 
 
 def plot_reliability(
-    path: Path, probs: torch.Tensor, labels: torch.Tensor, n_bins: int, title: str
+    path: Path,
+    probs: torch.Tensor,
+    probs_ts: torch.Tensor | None,
+    labels: torch.Tensor,
+    n_bins: int,
+    summary: dict[str, Any],
 ) -> None:
-    plt = _plt()
-    bins = reliability_bins(probs.double(), labels, n_bins)
-    weight = bins["weight"].numpy()
-    acc = bins["accuracy"].numpy()
-    conf = bins["confidence"].numpy()
-    edges = np.linspace(0, 1, n_bins + 1)
-    centers = (edges[:-1] + edges[1:]) / 2
-    width = 1 / n_bins
-    filled = weight > 0
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
-    ax.bar(
-        centers[filled],
-        acc[filled],
-        width=width,
-        edgecolor="black",
-        color="#4C72B0",
-        label="accuracy",
+    """One panel before temperature scaling, a second after it when T ≠ 1."""
+    t = summary.get("temperature", 1.0)
+    panels = [("test", probs, "before temperature scaling")]
+    if probs_ts is not None and t != 1.0:
+        panels.append(("test_ts", probs_ts, f"after temperature scaling, T = {t:.3g}"))
+    fig = figures.new_figure(4.4 * len(panels), 4.9)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (key, p, subtitle) in zip(axes, panels):
+        bins = reliability_bins(p.double(), labels, n_bins)
+        m = summary.get(key) or {}
+        figures.reliability_panel(
+            ax,
+            bins["weight"].numpy(),
+            bins["accuracy"].numpy(),
+            bins["confidence"].numpy(),
+            f"Test set, {subtitle}\n"
+            f"ECE {fmt_metric(m.get('ece'), 100, 2)}%   MCE {fmt_metric(m.get('mce'), 100, 2)}%   "
+            f"acc {fmt_metric(m.get('acc'), 100, 2)}%",
+        )
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(panels) + 1, fontsize=8, frameon=False)
+    width = 4.4 * len(panels)
+    fig.subplots_adjust(  # margins in inches, as figure fractions
+        left=0.75 / width, right=1 - 0.2 / width, bottom=0.2, top=0.89, wspace=0.25
     )
-    gap_lo = np.minimum(acc, conf)[filled]
-    gap_hi = np.maximum(acc, conf)[filled]
-    ax.bar(
-        centers[filled],
-        gap_hi - gap_lo,
-        bottom=gap_lo,
-        width=width,
-        color="#DD8452",
-        alpha=0.5,
-        hatch="//",
-        edgecolor="#DD8452",
-        label="gap to confidence",
-    )
-    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    for c, a, n in zip(centers[filled], acc[filled], weight[filled]):
-        ax.text(c, min(a + 0.02, 0.97), f"{int(n)}", ha="center", fontsize=6, rotation=90)
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1),
-        xlabel="confidence (top-label probability)",
-        ylabel="accuracy",
-        title=title,
-    )
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
-def plot_confidence(path: Path, probs: torch.Tensor, labels: torch.Tensor, title: str) -> None:
-    plt = _plt()
-    conf, pred = probs.max(dim=1)
+def plot_confidence(
+    path: Path, probs: torch.Tensor, labels: torch.Tensor, summary: dict[str, Any]
+) -> None:
+    """Histogram of top-label confidence for correct and wrong test predictions, side by
+    side on a log scale (so a handful of confident errors stays visible next to hundreds of
+    correct predictions), with the mean confidence and the accuracy marked."""
+    conf_t, pred = probs.max(dim=1)
+    conf = conf_t.double().numpy()
     correct = (pred == labels).numpy()
-    conf = conf.numpy()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    bins = np.linspace(0, 1, 26)
+    k = probs.shape[1]
+    lo = 1.0 / k if k > 1 else 0.0  # the top label has probability ≥ 1/K
+    fig = figures.new_figure(6.4, 4.0)
+    ax = fig.subplots()
     ax.hist(
-        conf[correct], bins=bins, alpha=0.7, label=f"correct ({correct.sum()})", color="#55A868"
+        [conf[correct], conf[~correct]],
+        bins=np.linspace(lo, 1.0, 21),
+        color=[figures.GREEN, figures.RED],
+        label=[f"correct ({int(correct.sum())})", f"wrong ({int((~correct).sum())})"],
     )
-    ax.hist(
-        conf[~correct], bins=bins, alpha=0.7, label=f"wrong ({(~correct).sum()})", color="#C44E52"
+    test = summary.get("test") or {}
+    mean_conf, acc = test.get("mean_confidence", math.nan), test.get("acc", math.nan)
+    ax.axvline(
+        mean_conf,
+        color="black",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"mean confidence {fmt_metric(mean_conf, 100, 2)}%",
     )
     ax.axvline(
-        conf.mean(), color="black", linestyle="--", label=f"mean confidence {conf.mean():.3f}"
+        acc,
+        color=figures.BLUE,
+        linestyle=":",
+        linewidth=1.8,
+        label=f"accuracy {fmt_metric(acc, 100, 2)}%",
     )
-    ax.set(xlabel="confidence (top-label probability)", ylabel="test images", title=title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8)
+    ax.set_xlim(lo, 1.0)
+    step = 0.1 if lo >= 0.3 else 0.2
+    ticks = np.arange(math.ceil(lo / step - 1e-9) * step, 1.0 + 1e-9, step)
+    figures.fixed_ticks(ax, x=tuple(float(round(x, 2)) for x in ticks))
+    ax.set_xlabel("confidence (top-label probability)")
+    ax.set_ylabel("test images (log scale)")
+    over = test.get("overconfidence", math.nan)
+    ax.set_title(
+        f"Confidence on the test set, before temperature scaling\n"
+        f"mean confidence − accuracy = {fmt_metric(over, 100, 2)} pt",
+        fontsize=9.5,
+    )
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.13, top=0.87)
+    figures.save(fig, path)
 
 
-def _table(summary: dict[str, Any]) -> list[str]:
-    before, after = summary.get("test", {}), summary.get("test_ts", {})
-    lines = ["| metric | before scaling | after scaling |", "|---|---:|---:|"]
-    for key, name, scale, unit in ROWS:
-        if key in before:
-            a = before[key] * scale
-            b = after.get(key, float("nan")) * scale
-            lines.append(f"| {name} | {a:.3f}{unit} | {b:.3f}{unit} |")
+def plot_curves(path: Path, history: list[dict[str, Any]], best_epoch: int | None) -> bool:
+    """Loss, accuracy and validation ECE per epoch; False (nothing written) without history."""
+    if not history:
+        return False
+    epochs = np.array([row["epoch"] for row in history], dtype=float)
+
+    def series(key: str) -> np.ndarray | None:
+        values = [row.get(key) for row in history]
+        if all(v is None for v in values):
+            return None
+        return np.array([np.nan if v is None else float(v) for v in values])
+
+    style = {
+        "train": ("train", figures.BLUE),
+        "val": ("validation", figures.ORANGE),
+        "test": ("test (analysis only)", figures.GREY),
+    }
+    panels = (
+        ("loss", (("train_loss", "train"), ("val_loss", "val")), 1),
+        ("accuracy (%)", (("train_acc", "train"), ("val_acc", "val"), ("test_acc", "test")), 100),
+        ("validation ECE (%)", (("val_ece", "val"),), 100),
+    )
+    fig = figures.new_figure(11.0, 3.6)
+    axes = fig.subplots(1, 3)
+    marker = "o" if len(epochs) <= 40 else None
+    for ax, (name, lines, scale) in zip(axes, panels):
+        for key, who in lines:
+            values = series(key)
+            if values is not None:
+                label, color = style[who]
+                ax.plot(
+                    epochs, scale * values, color=color, marker=marker, markersize=3, label=label
+                )
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="black", linestyle=":", linewidth=1.2, label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=9.5)
+        ax.grid(alpha=0.3)
+    handles, names = {}, {}
+    for ax in axes:  # one legend for the figure: every series once
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(n, h)
+    names = list(handles)
+    fig.legend(
+        [handles[n] for n in names],
+        names,
+        loc="upper right",
+        ncol=len(names),
+        fontsize=8,
+        frameon=False,
+    )
+    best = next((row for row in history if row.get("epoch") == best_epoch), history[-1])
+    fig.text(
+        0.01,
+        0.985,
+        f"Training curves. At epoch {best['epoch']}"
+        + (" (best)" if best.get("epoch") == best_epoch else " (last)")
+        + f": val loss {best.get('val_loss', math.nan):.4f}, "
+        f"val acc {fmt_metric(best.get('val_acc'), 100, 2)}%, "
+        f"val ECE {fmt_metric(best.get('val_ece'), 100, 2)}%",
+        ha="left",
+        va="top",
+        fontsize=9.5,
+    )
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.8, wspace=0.22)
+    figures.save(fig, path)
+    return True
+
+
+def split_section(
+    run_dir: Path, summary: dict[str, Any], split_arrays: dict[str, np.ndarray] | None
+) -> list[str]:
+    info = summary.get("split") or {}
+    rows = [
+        (name, fmt.format(info[key]))
+        for key, name, fmt in SPLIT_ROWS
+        if isinstance(info.get(key), (int, float))
+    ]
+    if not rows and not split_arrays:
+        return []
+    lines = ["## Validation split", ""]
+    mode = ", ".join(f"{k} `{info[k]}`" for k in ("kind", "mode", "discriminator") if k in info)
+    if mode:
+        lines += [mode, ""]
+    if rows:
+        lines += ["| diagnostic | value |", "|---|---:|", *(f"| {n} | {v} |" for n, v in rows), ""]
+    if split_arrays:
+        # The splits helper's module; resolved at call time so the report works without it.
+        try:
+            plot_split = importlib.import_module("regx.report.split_plot").plot_split
+        except (ImportError, AttributeError):
+            plot_split = None
+        if plot_split is not None:
+            plot_split(run_dir / "split.png", split_arrays, info)
+            lines += ["![adversarial validation](split.png)", ""]
     return lines
 
 
@@ -117,36 +314,61 @@ def write_run_report(
     run_dir: Path,
     summary: dict[str, Any],
     history: list[dict[str, Any]],
-    test_logits: torch.Tensor,
-    test_labels: torch.Tensor,
+    probs: torch.Tensor,
+    probs_ts: torch.Tensor | None,
+    labels: torch.Tensor,
     n_bins: int,
     split_arrays: dict[str, np.ndarray] | None = None,
+    choices: dict[str, Any] | None = None,
+    title: str | None = None,
 ) -> None:
-    t = summary.get("temperature", 1.0)
-    probs = test_logits.double().softmax(dim=1)
-    test = summary.get("test", {})
-    plot_reliability(
-        run_dir / "reliability.png",
-        probs,
-        test_labels,
-        n_bins,
-        f"Reliability (test): ECE {100 * test.get('ece', float('nan')):.2f}%",
-    )
-    plot_confidence(run_dir / "confidence.png", probs, test_labels, "Confidence on the test set")
-    ds = summary.get("dataset", {})
+    """Write report.md and its figures into `run_dir`.
+
+    `probs`/`probs_ts` are the test probabilities before/after temperature scaling, exactly
+    those summary.json's `test`/`test_ts` were computed from; `history` the rows of
+    metrics.csv; `choices` the config-group options (read from the run when None).
+    """
+    labels = labels.cpu()
+    choices = run_choices(run_dir) if choices is None else choices
+    plot_reliability(run_dir / "reliability.png", probs, probs_ts, labels, n_bins, summary)
+    plot_confidence(run_dir / "confidence.png", probs, labels, summary)
+    has_curves = plot_curves(run_dir / "curves.png", history, summary.get("best_epoch"))
+    ds = summary.get("dataset") or {}
     lines = [
-        f"# Run report: {ds.get('name', '?')}",
+        f"# {title or 'Run report'}: {ds.get('name', '?')}",
         "",
-        f"Config `{summary.get('config_hash', '')}`; "
-        f"overrides: `{' '.join(summary.get('overrides', [])) or '(none)'}`; "
-        f"best epoch {summary.get('best_epoch')} of {summary.get('epochs_run')} (by {summary.get('monitor')}); "
-        f"test set {ds.get('test_size')} images.",
+        config_line(summary, choices),
         "",
-        f"## Calibration (temperature T = {t:.3f}, fitted on validation)",
+    ]
+    evaluation = summary.get("evaluation")
+    if evaluation:
+        changed = " ".join(evaluation.get("overrides") or []) or "none (as trained)"
+        lines += [
+            f"Evaluation of `{evaluation.get('checkpoint')}` (epoch "
+            f"{evaluation.get('checkpoint_epoch')}) of the run `{evaluation.get('run_dir')}` "
+            f"({evaluation.get('run_status')}); overrides: `{changed}`; test shift: "
+            f"`{ds.get('test_shift', 'none')}`. The validation set is the run's own.",
+            "",
+        ]
+    lines += [
+        "## Calibration",
         "",
-        *_table(summary),
+        temperature_text(summary),
         "",
-        "![reliability](reliability.png) ![confidence](confidence.png)",
+        *metric_table(summary),
+        "",
+        f"ECE, MCE: {n_bins} equal-width bins of top-label confidence, (lo, hi], the first "
+        "closed at 0; adaptive ECE: equal-mass bins; classwise ECE: mean over classes; "
+        "AURC: area under the risk–coverage curve (lower is better)."
+        + (
+            " Validation metrics and the temperature fit use the split's importance weights."
+            if (summary.get("split") or {}).get("mode") == "weight"
+            else ""
+        ),
+        "",
+        "![reliability diagram](reliability.png)",
+        "",
+        "![confidence histogram](confidence.png)",
         "",
     ]
     retrieval = summary.get("retrieval") or {}
@@ -154,8 +376,16 @@ def write_run_report(
         lines += [
             "## Retrieval (test embeddings, cosine, leave-one-out)",
             "",
-            f"recall@1 {100 * retrieval.get('recall_at_1', float('nan')):.2f}%, "
-            f"MAP@R {100 * retrieval.get('map_at_r', float('nan')):.2f}%",
+            "| metric | value |",
+            "|---|---:|",
+            *(
+                f"| {name} | {fmt_metric(retrieval.get(key), 100, 2)} |"
+                for key, name in (("recall_at_1", "recall@1 (%)"), ("map_at_r", "MAP@R (%)"))
+                if key in retrieval
+            ),
             "",
         ]
+    lines += split_section(run_dir, summary, split_arrays)
+    if has_curves:
+        lines += ["## Training", "", "![training curves](curves.png)", ""]
     (run_dir / "report.md").write_text("\n".join(lines))

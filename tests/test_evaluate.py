@@ -1,0 +1,120 @@
+"""`regx evaluate`: re-scores the best checkpoint, keeps the run's validation set, refuses
+overrides that would change the training images, writes a full report in RUN_DIR/eval/."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from omegaconf import OmegaConf
+
+from regx.engine.evaluate import evaluate
+from regx.errors import UserError
+
+TINY = ["dataset=synthetic", "model=mlp", "trainer=smoke", "trainer.epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished run with the .hydra/ files Hydra writes (config, overrides)."""
+    from conftest import FAST, compose_config, train_in_process
+
+    run_dir = tmp_path_factory.mktemp("run")
+    summary = train_in_process(TINY, run_dir)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(compose_config([*FAST, *TINY]), run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(TINY), run_dir / ".hydra" / "overrides.yaml")
+    return run_dir, summary
+
+
+def test_as_trained_evaluation_reproduces_the_run(run):
+    run_dir, trained = run
+    out, summary = evaluate(run_dir, [])
+    assert out.parent == run_dir / "eval" and out.name.endswith("-as-trained")
+    for key in ("test", "test_ts", "val", "retrieval"):
+        assert summary[key] == trained[key], key
+    assert summary["temperature"] == trained["temperature"]
+    for name in (
+        "summary.json",
+        "predictions.npz",
+        "report.md",
+        "reliability.png",
+        "confidence.png",
+        "curves.png",
+        "config.yaml",
+    ):
+        assert (out / name).is_file(), name
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["evaluation"]["checkpoint"] == "checkpoints/best.pt"
+    assert on_disk["evaluation"]["checkpoint_epoch"] == trained["best_epoch"]
+    assert "Evaluation of `checkpoints/best.pt`" in (out / "report.md").read_text()
+
+
+def test_shifted_test_set_keeps_the_validation_set_and_temperature(run):
+    run_dir, trained = run
+    out, summary = evaluate(
+        run_dir, ["dataset.test_shift=corrupt", "shift.kind=noise", "shift.severity=5"]
+    )
+    assert "dataset.test_shift=corrupt" in out.name
+    assert summary["dataset"]["test_shift"] == "corrupt"
+    # validation is the run's own: same metrics, same fitted temperature
+    assert summary["val"] == trained["val"] and summary["temperature"] == trained["temperature"]
+    assert summary["test"]["nll"] != trained["test"]["nll"]
+    assert summary["test"]["n"] == trained["test"]["n"]
+    text = (out / "report.md").read_text()
+    assert "test shift: `corrupt`" in text and f"{100 * summary['test']['acc']:.2f}" in text
+
+
+def test_last_checkpoint_best_weights_are_used_without_best_pt(run, tmp_path):
+    run_dir, trained = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval"))
+    (copy / "checkpoints" / "best.pt").unlink()
+    _, summary = evaluate(copy, [])
+    assert summary["evaluation"]["checkpoint"] == "checkpoints/last.pt (best weights)"
+    assert summary["test"] == trained["test"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("seed=1", "seed=1: cannot change in evaluate"),
+        ("split.val_fraction=0.2", "split.val_fraction=0.2: cannot change in evaluate"),
+        ("dataset.subset=100", "dataset.subset=100: cannot change in evaluate"),
+        ("dataset=mnist", "dataset=mnist: cannot change in evaluate"),
+        ("model=cnn", "model=cnn: replaces a whole config group"),
+        ("trainer.epoch=3", "Could not override 'trainer.epoch'"),
+        ("trainer.epochs=[1", "bad override"),
+    ],
+)
+def test_refused_overrides_say_why(run, override, message):
+    run_dir, _ = run
+    with pytest.raises(UserError, match=re.escape(message)):
+        evaluate(run_dir, [override])
+
+
+def test_a_run_without_checkpoints_or_config_is_refused(run, tmp_path):
+    run_dir, _ = run
+    with pytest.raises(UserError, match="not a regx run directory"):
+        evaluate(tmp_path, [])
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dir / ".hydra", bare / ".hydra")
+    with pytest.raises(UserError, match=re.escape("no checkpoints/best.pt or last.pt")):
+        evaluate(bare, [])
+
+
+def test_cli_evaluate(cli, run, tmp_path):
+    run_dir, trained = run
+    result = cli("evaluate", str(run_dir), "dataset.test_shift=prior", "trainer.threads=1")
+    assert result.returncode == 0, result.stderr
+    report = result.stdout.strip().splitlines()[-1].removeprefix("report: ")
+    assert report.endswith("report.md") and "dataset.test_shift=prior" in report
+    summary = json.loads(
+        (run_dir / "eval" / report.split("/eval/")[1].split("/")[0] / "summary.json").read_text()
+    )
+    assert summary["val"] == trained["val"]
+    result = cli("evaluate", str(tmp_path / "nowhere"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

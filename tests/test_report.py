@@ -78,6 +78,29 @@ def test_summary_metrics_are_recomputable_from_predictions_npz(finished_run):
     assert torch.equal(scaled, arrays["probs_ts"])
 
 
+def test_weighted_split_fits_the_temperature_with_its_weights(tmp_path):
+    """split=adversarial mode=weight: validation metrics and the temperature use the weights."""
+    from conftest import train_in_process
+    from regx.metrics.temperature import fit_temperature
+
+    overrides = [*TINY, "split=adversarial", "split.mode=weight", "dataset.test_shift=corrupt"]
+    summary = train_in_process(overrides, tmp_path)
+    with np.load(tmp_path / "predictions.npz") as npz:
+        arrays = {k: torch.from_numpy(npz[k]) for k in npz.files}
+    weights = arrays["val_weights"]
+    assert weights.std() > 0.05  # a shifted test set gives unequal weights
+    weighted = fit_temperature(arrays["val_logits"], arrays["val_labels"], weights)
+    plain = fit_temperature(arrays["val_logits"], arrays["val_labels"])
+    assert summary["temperature"] == pytest.approx(weighted.temperature, rel=1e-9)
+    assert abs(weighted.temperature - plain.temperature) > 1e-4
+    val = calibration_metrics(arrays["val_probs"], arrays["val_labels"], 15, weights)
+    assert summary["val"] == val
+    text = (tmp_path / "report.md").read_text()
+    auc = summary["split"]["auc"]
+    assert f"| discriminator AUC (out of fold; 0.5 = no shift) | {auc:.3f} |" in text
+    assert "](split.png)" in text and png_size(tmp_path / "split.png")[0] > 300
+
+
 def synthetic_predictions(n: int = 300, k: int = 5, scale: float = 3.0, seed: int = 0):
     rng = np.random.default_rng(seed)
     logits = torch.as_tensor(rng.normal(scale=scale, size=(n, k)), dtype=torch.float32)

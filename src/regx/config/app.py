@@ -116,6 +116,9 @@ def task(cfg: DictConfig) -> float:
         from regx.engine.run import train
 
         spec = build_spec(cfg, overrides)
+        from regx.report.figures import preload_in_background
+
+        preload_in_background()  # matplotlib loads while the run trains; its report needs it
         summary = train(spec, run_dir)
     except UserError as e:
         if debug_mode():

@@ -31,16 +31,26 @@ _preload: threading.Thread | None = None
 
 
 def _import_matplotlib() -> None:
-    import matplotlib.backends.backend_agg
-    import matplotlib.figure  # noqa: F401
+    """Import matplotlib and draw one small figure: the first draw loads the font files
+    and fills the glyph caches, which every later figure then reuses."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title("0.5 %", fontsize=9.5)
+    ax.text(0.5, 0.5, "12", fontsize=7)
+    fig.canvas.draw()
 
 
 def preload_in_background() -> None:
-    """Import matplotlib in a daemon thread, so a run's report does not wait for it.
+    """Load matplotlib in a daemon thread, so a run's report does not wait for it.
 
-    Called when a run starts: the import (a few hundred ms of Python) then overlaps with
-    data loading and training, which spend their time in torch kernels that release the
-    GIL. `new_figure` joins the thread, so the report never races a half-done import.
+    Called when a run starts: the import and the font loading (a few hundred ms of
+    Python) then overlap with data loading and training, which spend most of their time
+    in torch kernels that release the GIL. `new_figure` joins the thread, so the report
+    never races a half-done import.
     """
     global _preload
     if _preload is None:
@@ -113,5 +123,6 @@ def reliability_panel(
     ax.set_ylim(0, 1.1)
     fixed_ticks(ax, UNIT_TICKS, UNIT_TICKS)
     ax.set_xlabel(f"confidence (top-label probability), {n_bins} bins")
-    ax.set_ylabel("accuracy in bin (number: images in bin)")
+    if ax.get_subplotspec().is_first_col():
+        ax.set_ylabel("accuracy in bin (number: images in bin)")
     ax.set_title(title, fontsize=9.5)

@@ -136,7 +136,7 @@ def plot_reliability(
     if probs_ts is not None and t != 1.0:
         panels.append(("test_ts", probs_ts, f"after temperature scaling, T = {t:.3g}"))
     fig = figures.new_figure(4.4 * len(panels), 4.9)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, (key, p, subtitle) in zip(axes, panels):
         bins = reliability_bins(p.double(), labels, n_bins)
         m = summary.get(key) or {}
@@ -234,6 +234,8 @@ def plot_curves(path: Path, history: list[dict[str, Any]], best_epoch: int | Non
         ("accuracy (%)", (("train_acc", "train"), ("val_acc", "val"), ("test_acc", "test")), 100),
         ("validation ECE (%)", (("val_ece", "val"),), 100),
     )
+    from matplotlib.ticker import MaxNLocator
+
     fig = figures.new_figure(11.0, 3.6)
     axes = fig.subplots(1, 3)
     marker = "o" if len(epochs) <= 40 else None
@@ -250,6 +252,9 @@ def plot_curves(path: Path, history: list[dict[str, Any]], best_epoch: int | Non
         ax.set_xlabel("epoch")
         ax.set_title(name, fontsize=9.5)
         ax.grid(alpha=0.3)
+        # few ticks: every tick is a handful of artists, and they dominate the draw time
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
     handles, names = {}, {}
     for ax in axes:  # one legend for the figure: every series once
         for h, n in zip(*ax.get_legend_handles_labels()):

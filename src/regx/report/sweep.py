@@ -434,7 +434,8 @@ def fmt_stat(mean: float, std: float, column: Column) -> str:
     return text
 
 
-def table_rows(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
+def table_rows(groups: list[Group]) -> tuple[list[str], list[list[str]], int]:
+    """(header, rows, how many leading label columns) of the comparison table."""
     label_keys = list(dict.fromkeys(k for g in groups for k in g.label)) or ["group"]
     any_unfinished = any(len(g.finished) < len(g.runs) for g in groups)
     header = [*label_keys, "n", *(c.title for c in TABLE_COLUMNS)]
@@ -449,26 +450,24 @@ def table_rows(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
             other = [r.status for r in g.runs if not r.finished]
             cells.append(", ".join(f"{other.count(s)} {s}" for s in dict.fromkeys(other)) or "0")
         rows.append(cells)
-    return header, rows
+    return header, rows, len(label_keys)
 
 
 def print_table(groups: list[Group], runs: list[RunRecord], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    header, rows = table_rows(groups)
+    header, rows, n_labels = table_rows(groups)
     table = Table(
         title=title,
         title_justify="left",
         caption="mean ± std over seeds (sample std, n − 1)",
         caption_justify="left",
     )
-    n_labels = len(header) - len(TABLE_COLUMNS) - 1 - (1 if header[-1] == "not finished" else 0)
     for i, name in enumerate(header):
+        numeric = n_labels <= i < n_labels + 1 + len(TABLE_COLUMNS)
         table.add_column(
-            name,
-            justify="left" if i < n_labels else "right",
-            style="bold" if i < n_labels else None,
+            name, justify="right" if numeric else "left", style=None if numeric else "bold"
         )
     for row in rows:
         table.add_row(*row)
@@ -481,11 +480,9 @@ def print_table(groups: list[Group], runs: list[RunRecord], title: str) -> None:
     console.print(table)
     bad = [r for r in runs if not r.finished]
     if bad:
-        console.print(f"[yellow]{len(bad)} run(s) not finished:[/yellow]")
+        console.print(f"{len(bad)} run(s) not finished:", style="yellow")
         for r in bad:
-            console.print(
-                f"  {r.path}  [bold]{r.status}[/bold]: {r.message}", highlight=False, markup=False
-            )
+            console.print(f"  {r.path}  {r.status}: {r.message}", highlight=False, markup=False)
 
 
 def _csv_value(value: Any) -> Any:
@@ -608,21 +605,20 @@ def plot_compare(path: Path, groups: list[Group]) -> bool:
 def markdown_report(
     groups: list[Group], runs: list[RunRecord], paths: list[Path], has_plot: bool, sort: str | None
 ) -> str:
-    header, rows = table_rows(groups)
+    header, rows, n_labels = table_rows(groups)
+    aligns = [
+        "---" if i < n_labels or name == "not finished" else "---:" for i, name in enumerate(header)
+    ]
     finished = sum(r.finished for r in runs)
     lines = [
         "# Sweep report",
         "",
         f"Runs under {', '.join(f'`{p}`' for p in paths)}: {len(runs)} found, {finished} finished, "
-        f"{len(runs) - finished} not finished; {len(groups)} group(s) of runs that differ only by seed"
-        + (f"; sorted by {sort}" if sort else "")
-        + ".",
+        f"{len(runs) - finished} not finished; {len(groups)} group(s) of runs that differ only "
+        "by seed" + (f"; sorted by {sort}" if sort else "") + ".",
         "",
         "| " + " | ".join(header) + " |",
-        "|"
-        + "---|" * (len(header) - len(TABLE_COLUMNS) - 1 - (header[-1] == "not finished"))
-        + "---:|" * (len(TABLE_COLUMNS) + 1)
-        + ("---|" if header[-1] == "not finished" else ""),
+        "|" + "|".join(aligns) + "|",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
         "Mean ± sample standard deviation (n − 1) over the finished runs of each group; "
@@ -636,21 +632,15 @@ def markdown_report(
     for g in groups:
         seeds = ", ".join(_show(r.seed) for r in g.runs)
         dirs = ", ".join(f"`{r.path.name}`" for r in g.runs)
-        overrides = (
-            " ".join(o for o in g.runs[0].overrides if not o.startswith("seed=")) or "(none)"
-        )
+        overrides = " ".join(o for o in g.runs[0].overrides if not o.startswith("seed="))
         lines.append(
-            f"{g.index + 1}. **{g.name}**: overrides `{overrides}`; seeds {seeds}; runs {dirs}"
+            f"{g.index + 1}. **{g.name}**: overrides `{overrides or '(none)'}`; "
+            f"seeds {seeds}; runs {dirs}"
         )
     bad = [r for r in runs if not r.finished]
     if bad:
-        lines += [
-            "",
-            "## Runs not finished",
-            "",
-            "| run | group | status | message |",
-            "|---|---|---|---|",
-        ]
+        lines += ["", "## Runs not finished", "", "| run | group | status | message |"]
+        lines.append("|---|---|---|---|")
         lines += [
             f"| `{r.path}` | {r.group + 1} | {r.status} | {r.message.replace('|', '/')} |"
             for r in bad

@@ -1,10 +1,20 @@
-"""Device, precision, threads and determinism."""
+"""Device, precision, threads and determinism.
+
+Two costs are avoided here on purpose:
+- `torch.use_deterministic_algorithms` imports `torch._inductor.config`, which pulls in
+  all of dynamo and sympy (2–4 s on a laptop) just to set one inductor flag; without
+  `torch.compile` that flag is never read, so the C++ switch is set directly.
+- threads: an explicit `OMP_NUM_THREADS` (joblib sets it for each worker of a parallel
+  sweep) wins over "all cores", and cores other processes keep busy are not claimed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -36,19 +46,68 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Intra-op threads for one run: `OMP_NUM_THREADS` when set (joblib sets it per worker),
+    else every core that other processes are not already keeping busy.
+
+    Why not simply all cores: torch's OpenMP threads spin at each barrier, so when the cores
+    are shared with other busy processes a 2-thread step can run 10–20× slower than a
+    1-thread one (measured on a 2-core machine at load 8). On an idle machine the load is
+    near zero and this is all cores.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cores = available_cores()
+    try:
+        # the 1-minute load counts this process too, hence the +1
+        busy_elsewhere = os.getloadavg()[0] - 1
+    except OSError:  # no load average on this platform
+        return cores
+    return max(1, min(cores, math.floor(cores - busy_elsewhere + 0.5)))
+
+
+def set_deterministic(mode: bool, compiling: bool = False) -> None:
+    """Switch deterministic algorithms (warn-only) without importing inductor unless needed."""
+    if compiling or "torch._inductor.config" in sys.modules:
+        # inductor reads its own copy of the flag, so keep both in step
+        torch.use_deterministic_algorithms(mode, warn_only=True)
+        return
+    if (
+        torch.are_deterministic_algorithms_enabled() == mode
+        and torch.is_deterministic_algorithms_warn_only_enabled() == mode
+    ):
+        return
+    torch._C._set_deterministic_algorithms(mode, warn_only=mode)
+
+
 def configure_runtime(
-    device: torch.device, deterministic: bool | None, threads: int | None
+    device: torch.device,
+    deterministic: bool | None,
+    threads: int | None,
+    compiling: bool = False,
 ) -> bool:
-    """Threads and determinism; returns whether deterministic algorithms are on."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    """Threads, determinism and CUDA kernel selection; returns whether determinism is on.
+
+    `deterministic=None` means on for CPU (free there) and off for CUDA, where it would
+    forbid cudnn.benchmark's autotuned convolutions.
+    """
+    torch.set_num_threads(threads or default_threads())
     if deterministic is None:
         deterministic = device.type == "cpu"
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        torch.use_deterministic_algorithms(False)
+    set_deterministic(deterministic, compiling)
     if device.type == "cuda":
+        # benchmark: cudnn times its convolution algorithms once per input shape and keeps
+        # the fastest; the batch shape is fixed (drop_last), so that happens once per run
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -56,7 +115,7 @@ def configure_runtime(
     return deterministic
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context for `precision` ("32": none)."""
     if precision == "32":
         return contextlib.nullcontext()

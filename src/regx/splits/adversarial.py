@@ -32,7 +32,6 @@ training density and q the test density:
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ import torch
 from regx.data.base import stratified_split
 from regx.errors import ConfigError, check, check_choice, check_range
 from regx.splits.base import Split, SplitStrategy
-from regx.splits.discriminators import ConvDiscriminator, LogisticDiscriminator
+from regx.splits.discriminators import ConvDiscriminator, Discriminator, LogisticDiscriminator
 
 MODES = ("resample", "topk", "weight")
 DISCRIMINATORS = ("logreg", "cnn")
@@ -67,7 +66,7 @@ def out_of_fold_logits(
     test_x: torch.Tensor,
     folds: int,
     seed: int,
-    discriminator: Any,
+    discriminator: Discriminator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits of D for every train and test image from the fold model that did not see it.
 
@@ -128,7 +127,7 @@ class AdversarialSplit(SplitStrategy):
         self.val_fraction, self.mode, self.folds = float(val_fraction), mode, folds
         self.clip, self.weight_train = float(clip), weight_train
         self.discriminator_name = discriminator
-        self.discriminator = (
+        self.discriminator: Discriminator = (
             LogisticDiscriminator(c=logreg_c, pca=pca)
             if discriminator == "logreg"
             else ConvDiscriminator(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,6 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from regx.errors import check, check_range
+
+
+class Discriminator(Protocol):
+    def fit_logits(
+        self, x_fit: torch.Tensor, d_fit: np.ndarray, x_eval: torch.Tensor, seed: int
+    ) -> np.ndarray:
+        """Fit on uint8 images `x_fit` with domains `d_fit` (0 train, 1 test); logits of `x_eval`."""
+        ...
 
 
 def _flat_pixels(x: torch.Tensor) -> np.ndarray:

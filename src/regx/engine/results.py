@@ -32,14 +32,24 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def versions() -> dict[str, str]:
-    import torchvision
+def _installed_version(dist: str) -> str | None:
+    """A distribution's version from its metadata, without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    # torchvision's version is read from its metadata: importing it only for the version
+    # string costs seconds on every run that does not use a torchvision model or dataset
     return {
         "regx": regx.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _installed_version("torchvision"),
         "numpy": np.__version__,
     }
 

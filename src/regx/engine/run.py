@@ -44,6 +44,7 @@ from regx.splits.base import Split
 log = logging.getLogger("regx")
 
 MONITORS = ("val_acc", "val_loss", "val_ece")
+INIT_SAMPLE = 5000  # training images shown to a model's `init_from_data`
 
 
 @dataclass
@@ -132,13 +133,21 @@ class Trainer:
         self.ckpt_dir = run_dir / "checkpoints"
         self.device = resolve_device(self.s.device)
         check_precision(self.device, self.s.precision)
-        self.deterministic = configure_runtime(self.device, self.s.deterministic, self.s.threads)
+        self.deterministic = configure_runtime(
+            self.device, self.s.deterministic, self.s.threads, compiling=self.s.compile
+        )
         seed_everything(spec.seed)
         self.prep = prepare_data(spec, self.device)
         data = self.prep.data
         self.model = build_model(spec, data, self.device)
         self.loss_fn = spec.loss.to(self.device)
         self.normalize = Normalize(data.mean, data.std, self.device, self.s.channels_last)
+        init_from_data = getattr(self.model, "init_from_data", None)
+        if callable(init_from_data):
+            # data-dependent initialisation (e.g. AirNet's whitening first layer); a resumed
+            # run overwrites it with the checkpoint's weights
+            sample = self.prep.train_x[:INIT_SAMPLE].to(self.device)
+            init_from_data(self.normalize(sample))
         self.batches = self._make_batches()
         self.optimizer = build_optimizer(self.model.parameters(), self.s.optimizer)
         self.scheduler = build_scheduler(
@@ -149,6 +158,7 @@ class Trainer:
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.compile_seconds: float | None = None
+        self._first_epoch_seconds: list[float] = []
 
     # -- data ------------------------------------------------------------------
     def _make_batches(self) -> DeviceBatches | HostBatches:
@@ -239,14 +249,17 @@ class Trainer:
             self.scheduler,
             self.scaler,
         )
+        scaling = scaler.is_enabled()
         mixer = self.spec.mixer
         mixing = mixer is not None and mixer.active(epoch, s.epochs)
         train_weight = self.prep.train_weight
         model.train()
-        loss_sum = torch.zeros((), device=dev)
+        # Each step's mean loss is copied into this device buffer (one tiny op, no sync);
+        # the epoch's loss, the periodic non-finite check and the divergence report all
+        # read it, instead of ~10 scalar ops per step of running where()-bookkeeping.
+        step_loss = torch.zeros(len(self.batches), device=dev)
+        step_sizes: list[int] = []
         correct = torch.zeros((), device=dev, dtype=torch.long)
-        bad_step = torch.full((), -1, device=dev, dtype=torch.long)
-        last_finite = torch.full((), float("nan"), device=dev)
         lam_sum: float | torch.Tensor = 0.0
         n_mixed = seen = 0
         lr = opt.param_groups[0]["lr"]
@@ -269,30 +282,37 @@ class Trainer:
             else:
                 loss = per.mean()
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if s.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
-            scaler.step(opt)
-            scaler.update()
+            if scaling:
+                scaler.scale(loss).backward()
+                if s.grad_clip:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            else:  # the plain step a hand-written loop takes (no float16 loss scaling)
+                loss.backward()
+                if s.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+                opt.step()
             sched.step()
 
             n = yb.shape[0]
             seen += n
-            d = loss.detach()
-            finite = torch.isfinite(d)
-            bad_step = torch.where((bad_step < 0) & ~finite, step, bad_step)
-            last_finite = torch.where(finite & (bad_step < 0), d, last_finite)
-            loss_sum += d * n
+            step_sizes.append(n)
+            step_loss[step] = loss.detach()
             correct += (out.detach().argmax(dim=1) == yb).sum()
             if (step + 1) % s.nan_check_every == 0:
-                self._check_finite(epoch, bad_step, last_finite)
+                self._check_finite(epoch, step_loss, step + 1)
             progress.advance()
-        self._check_finite(epoch, bad_step, last_finite)
+        steps_done = len(step_sizes)
+        self._check_finite(epoch, step_loss, steps_done)
+        sizes = torch.tensor(step_sizes, dtype=torch.float32).to(dev, non_blocking=True)
+        loss_total = (step_loss[:steps_done] * sizes).sum()
+        loss_total, n_correct = torch.stack([loss_total, correct.float()]).tolist()  # one sync
         row = {
             "lr": lr,
-            "train_loss": loss_sum.item() / max(seen, 1),
-            "train_acc": correct.item() / max(seen, 1),
+            "train_loss": loss_total / max(seen, 1),
+            "train_acc": n_correct / max(seen, 1),
         }
         if mixer is not None:
             batches = len(self.batches)
@@ -300,16 +320,20 @@ class Trainer:
             row["lam_mean"] = float(lam_sum) / n_mixed if n_mixed else float("nan")
         return row
 
-    def _check_finite(self, epoch: int, bad_step: torch.Tensor, last_finite: torch.Tensor) -> None:
-        step = int(bad_step.item())
-        if step >= 0:
-            last = float(last_finite.item())
-            raise DivergedError(
-                f"training diverged: the loss became NaN/Inf at epoch {epoch + 1}, step {step + 1} "
-                f"(last finite loss {last:.4g}); lower trainer.optimizer.lr"
-                + (" or use trainer.precision=32" if self.s.precision != "32" else "")
-                + "; the last good checkpoint and metrics.csv are kept"
-            )
+    def _check_finite(self, epoch: int, step_loss: torch.Tensor, upto: int) -> None:
+        """Raise `DivergedError` if a loss among the epoch's first `upto` steps is NaN/Inf."""
+        losses = step_loss[:upto]
+        if bool(torch.isfinite(losses).all()):  # one host sync per check
+            return
+        values = losses.cpu()
+        step = int((~torch.isfinite(values)).nonzero()[0])
+        last = float(values[step - 1]) if step > 0 else float("nan")
+        raise DivergedError(
+            f"training diverged: the loss became NaN/Inf at epoch {epoch + 1}, step {step + 1} "
+            f"(last finite loss {last:.4g}); lower trainer.optimizer.lr"
+            + (" or use trainer.precision=32" if self.s.precision != "32" else "")
+            + "; the last good checkpoint and metrics.csv are kept"
+        )
 
     def validate(self) -> dict[str, float]:
         p = self.prep
@@ -338,6 +362,14 @@ class Trainer:
         )
         return (logits.argmax(dim=1).cpu() == p.data.test_y).float().mean().item()
 
+    def _note_compile_cost(self, epoch_seconds: float) -> None:
+        """torch.compile's cold cost: this process's first epoch minus its second (the
+        first epoch alone while only one has run), so a resumed run measures its own."""
+        timed = self._first_epoch_seconds
+        if len(timed) < 2:
+            timed.append(epoch_seconds)
+        self.compile_seconds = timed[0] - timed[1] if len(timed) == 2 else timed[0]
+
     # -- the loop ----------------------------------------------------------------
     def fit(self) -> None:
         s = self.s
@@ -358,8 +390,8 @@ class Trainer:
                 row["seconds"] = time.perf_counter() - t0
                 if self.spec.track_test:
                     row["test_acc"] = self.test_accuracy()
-                if epoch == 0 and self.s.compile:
-                    self.compile_seconds = row["seconds"]
+                if self.s.compile:
+                    self._note_compile_cost(row["seconds"])
                 self.state.epoch = epoch + 1
                 self.state.history.append(row)
                 key = _monitor_key(row, s.monitor)

@@ -1,0 +1,5 @@
+"""Datasets as uint8 image tensors, and the batch sources that feed the training loop."""
+
+from regx.data.base import DatasetSource, ImageData
+
+__all__ = ["DatasetSource", "ImageData"]

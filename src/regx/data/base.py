@@ -1,0 +1,193 @@
+"""The dataset contract: every source yields the same `ImageData` (uint8 NCHW tensors).
+
+A config in `conf/dataset/` names a `DatasetSource` subclass as `_target_`; its common
+keys (root, num_classes, image_size, channels, mean/std, train_augment, subset,
+test_shift) are validated here, and the subclass only implements `_load_raw()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from regx.data.shift import MODES as TEST_SHIFTS
+from regx.data.shift import Shift
+from regx.errors import ConfigError, check, check_choice, check_range
+
+
+@dataclass
+class ImageData:
+    """Train and test images of one dataset, as uint8 tensors of shape (N, C, H, W)."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    def with_stats(self) -> ImageData:
+        """Fill mean/std (per channel, in [0, 1] units) from the training images if unset."""
+        if self.mean and self.std:
+            return self
+        mean, std = channel_stats(self.train_x)
+        return replace(self, mean=mean, std=std)
+
+
+def channel_stats(x: torch.Tensor, max_images: int = 10_000) -> tuple[tuple[float, ...], ...]:
+    """Per-channel mean and std of uint8 images, scaled to [0, 1] (on at most `max_images`)."""
+    sample = x[: max_images].to(torch.float64) / 255.0
+    mean = sample.mean(dim=(0, 2, 3))
+    std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+@dataclass
+class Augment:
+    """Per-batch training augmentation, done with tensor ops on the device."""
+
+    crop_padding: int = 0
+    flip: bool = False
+
+
+class DatasetSource:
+    """Base class of the `dataset` config group.
+
+    Subclasses implement `_load_raw()` returning an `ImageData` with the full train and
+    test sets; `load()` then applies the stratified `subset` and the configured
+    `test_shift`, and fills mean/std.
+
+    `shift` holds the settings of the top-level `shift:` node (kind, severity, strength);
+    the config builder sets it, so every `load()` of a run applies the same shift.
+    """
+
+    name = "dataset"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        num_classes: int | None = None,
+        image_size: int | None = None,
+        channels: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        train_augment: dict[str, Any] | None = None,
+        subset: int | None = None,
+        test_shift: str = "none",
+        download: bool = True,
+    ) -> None:
+        self.root = Path(root).expanduser() if root else None
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.channels = channels
+        self.mean = tuple(mean) if mean is not None else ()
+        self.std = tuple(std) if std is not None else ()
+        augment = dict(train_augment or {})
+        unknown = set(augment) - {"crop_padding", "flip"}
+        check(not unknown, "train_augment", sorted(unknown), "allowed keys: crop_padding, flip")
+        self.augment = Augment(**augment)
+        self.subset = subset
+        self.test_shift = test_shift
+        self.download = download
+        check_choice("test_shift", test_shift, TEST_SHIFTS)
+        self.shift = Shift()
+        if num_classes is not None:
+            check_range("num_classes", num_classes, 2)
+        if image_size is not None:
+            check_range("image_size", image_size, 1)
+        if channels is not None:
+            check(channels in (1, 3), "channels", channels, "must be 1 or 3")
+        check_range("train_augment.crop_padding", self.augment.crop_padding, 0)
+        if subset is not None:
+            check(
+                isinstance(subset, int) and not isinstance(subset, bool) and subset > 0,
+                "subset", subset, "must be a positive number of training images (or null)",
+            )
+        if self.mean or self.std:
+            n = len(self.mean)
+            check(
+                n > 0, "mean", "null", "must be set together with std (one value per channel)"
+            )
+            check(n == len(self.std), "std", list(self.std), f"must have {n} values like mean")
+            check(all(s > 0 for s in self.std), "std", list(self.std), "must be positive")
+
+    # -- to implement ---------------------------------------------------------------
+    def _load_raw(self) -> ImageData:
+        """Return the full dataset (uint8 tensors); subclasses implement this."""
+        raise TypeError(f"{type(self).__name__} must implement _load_raw()")
+
+    # -- shared pipeline ------------------------------------------------------------
+    def load(self, seed: int = 0) -> ImageData:
+        """The dataset as configured: raw data, stratified subset, test shift, stats."""
+        data = self._load_raw()
+        if self.num_classes is not None and data.num_classes != self.num_classes:
+            raise ConfigError(
+                "dataset.num_classes", self.num_classes,
+                f"the data in {self.root} has {data.num_classes} classes; "
+                f"set dataset.num_classes={data.num_classes} or null",
+            )
+        if self.subset is not None:
+            n = len(data.train_y)
+            if self.subset > n:
+                raise ConfigError(
+                    "dataset.subset", self.subset,
+                    f"must be at most the {n} training images of {data.name}",
+                )
+            idx = stratified_subset(data.train_y, self.subset, seed)
+            data = replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx])
+        # Test images only; mean/std below still come from the (unshifted) training images.
+        data = self.shift.apply(data, self.test_shift, seed)
+        if self.mean:
+            check(
+                len(self.mean) == data.channels, "dataset.mean", list(self.mean),
+                f"must have one value per channel ({data.channels})",
+            )
+            data = replace(data, mean=self.mean, std=self.std)
+        return data.with_stats()
+
+
+def stratified_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Indices of `n` items whose class proportions match `labels` (largest remainder)."""
+    y = labels.numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts / counts.sum() * n
+    take = np.floor(quota).astype(int)
+    remainder = n - take.sum()
+    take[np.argsort(-(quota - take), kind="stable")[:remainder]] += 1
+    rng = np.random.default_rng(seed)
+    parts = [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take)]
+    idx = np.sort(np.concatenate(parts))
+    return torch.from_numpy(idx)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (rest, held_out) with `fraction` of each class held out."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = int(round(fraction * len(idx)))
+        held.append(rng.choice(idx, size=k, replace=False))
+    held_out = np.sort(np.concatenate(held))
+    rest = np.setdiff1d(np.arange(len(labels)), held_out)
+    return rest, held_out

@@ -15,7 +15,7 @@ from regx.aug.base import MixedBatch
 from regx.aug.mixup import Mixup, mix_inputs
 from regx.aug.samplepairing import SamplePairing, Schedule, default_schedule
 from regx.config.build import build_spec
-from regx.errors import ConfigError
+from regx.errors import ConfigError, RunInterrupted
 from regx.losses.ce import CrossEntropy
 
 
@@ -324,9 +324,18 @@ def test_resumed_mixup_run_mixes_as_uninterrupted(train_run, tmp_path: Path) -> 
         "aug.mode=elem",
         "aug.alpha=0.4",
     ]
+    # A resume must use the run's own config (a changed trainer.epochs is refused), so
+    # the run to resume is the same 3-epoch run, stopped by SIGTERM at the end of epoch 2
+    # (its 14th step: 360 training images, 7 batches of 50).
+    stop_after_epoch_2 = [
+        "loss._target_=fault_plugins.SignalAtStep",
+        "+loss.step=14",
+        f"+loss.marker={tmp_path / 'stopped'}",
+    ]
     train_run([*common, "trainer.epochs=3"], tmp_path / "whole")
-    train_run([*common, "trainer.epochs=2"], tmp_path / "resumed")
-    train_run([*common, "trainer.epochs=3"], tmp_path / "resumed")
+    with pytest.raises(RunInterrupted, match="at the end of epoch 2"):
+        train_run([*common, "trainer.epochs=3", *stop_after_epoch_2], tmp_path / "resumed")
+    train_run([*common, "trainer.epochs=3", *stop_after_epoch_2], tmp_path / "resumed")
     whole, resumed = _metrics(tmp_path / "whole"), _metrics(tmp_path / "resumed")
     keys = ("train_loss", "lam_mean", "val_loss")
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in whole]

@@ -44,6 +44,39 @@ class DivergedError(UserError):
     exit_code = 4
 
 
+class ResumeMismatchError(ConfigError):
+    """A resume was refused: the run dir's checkpoint was written by a different config.
+
+    The run dir is left exactly as it was (its summary.json is not replaced by a failure).
+    """
+
+    keeps_run_files = True
+
+
+class RunInterrupted(UserError):
+    """SIGINT/SIGTERM stopped training after the current step; checkpoint and summary written.
+
+    The exit code follows the shell convention 128 + signal number (130 SIGINT, 143 SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class RunAborted(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM while stopping: leave at once, writing nothing more.
+
+    A `KeyboardInterrupt`, so no `except Exception` on the way up can swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 class MissingExtraError(UserError):
     """An optional dependency is not installed: names the pip extra that provides it."""
 
@@ -57,6 +90,8 @@ class MissingExtraError(UserError):
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"  # as the user writes it in YAML and on the command line
     if isinstance(value, str):
         return value
     if isinstance(value, float):

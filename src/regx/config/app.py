@@ -17,13 +17,14 @@ import io
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from regx.errors import UserError
+from regx.errors import RunInterrupted, UserError
 
 log = logging.getLogger("regx")
 
@@ -61,17 +62,20 @@ class StderrGate(io.TextIOBase):
 
 def _condense(text: str) -> str:
     """Hydra's multi-line message as one line (tracebacks reduced to their last line)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if any(ln.startswith("Traceback") for ln in lines):
-        lines = lines[-1:]
-    if "Config search path:" in lines:  # the search path helps Hydra developers, not users
-        lines = lines[: lines.index("Config search path:")]
     skip = (
         "Set the environment variable HYDRA_FULL_ERROR",
         "full_key:",
         "object_type=",
         "reference_type=",
     )
+    # the hint is dropped first: after a traceback it is the last line, not the error
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(skip[0])
+    ]
+    if any(ln.startswith("Traceback") for ln in lines):
+        lines = lines[-1:]
+    if "Config search path:" in lines:  # the search path helps Hydra developers, not users
+        lines = lines[: lines.index("Config search path:")]
     out = ""
     listing = False  # inside "Available options in 'group':" — join the options with commas
     for ln in lines:
@@ -113,8 +117,13 @@ def task(cfg: DictConfig) -> float:
     overrides = list(hc.overrides.task)
     try:
         from regx.config.build import build_spec
+        from regx.config.sweeps import finished_run
         from regx.engine.run import train
 
+        done = finished_run(cfg, run_dir)  # sweep.skip_done=true and this job finished before
+        if done is not None:
+            print(f"skipped, finished before: {run_dir}", flush=True)
+            return _objective(cfg, done)
         spec = build_spec(cfg, overrides)
         from regx.report.figures import preload_in_background
 
@@ -125,9 +134,14 @@ def task(cfg: DictConfig) -> float:
             raise
         _record_failure(run_dir, e)
         print(f"error: {e}", file=sys.stderr, flush=True)
-        if multirun:
+        # a signal stops the whole sweep; any other failure only this job
+        if multirun and not isinstance(e, RunInterrupted):
             return math.nan
         sys.exit(e.exit_code)
+    from regx.engine.distributed import is_main_process
+
+    if not is_main_process():
+        return _objective(cfg, summary)  # under torchrun, rank 0 reports
     test = summary.get("test", {})
     print(
         f"test acc {100 * test.get('acc', math.nan):.2f}%  ECE {100 * test.get('ece', math.nan):.2f}%"
@@ -140,8 +154,13 @@ def task(cfg: DictConfig) -> float:
 
 def _record_failure(run_dir: Path, error: UserError) -> None:
     """Leave a summary.json saying why, unless the engine already wrote one."""
+    from regx.engine.distributed import is_main_process
     from regx.engine.outputs import read_json, write_json
 
+    if getattr(error, "keeps_run_files", False):
+        return  # e.g. a refused resume: the run dir stays as the run left it
+    if not is_main_process():
+        return  # under torchrun, rank 0 writes the run's files
     path = run_dir / "summary.json"
     try:
         if path.is_file() and read_json(path).get("status") not in (None, "running"):
@@ -168,6 +187,8 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     import hydra
 
     from regx.config.paths import config_dir
+    from regx.config.sweeps import missing_plugin_message, prefer_regx_plugin_configs
+    from regx.engine import distributed
 
     if resume is not None:
         try:
@@ -175,6 +196,14 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    # regx's conf/hydra/launcher/*.yaml and sweeper/*.yaml over the plugins' same-named ones
+    prefer_regx_plugin_configs(config_dir())
+    try:
+        # under torchrun: one run dir for all ranks, files and log lines from rank 0 only
+        args = [*args, *distributed.torchrun_overrides(args)]
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task)
     saved_argv, saved_stderr = sys.argv, sys.stderr
     gate = StderrGate(saved_stderr)
@@ -186,8 +215,23 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         main()
     except SystemExit as e:
         code = e.code
+    except KeyboardInterrupt as e:
+        # Ctrl-C outside training (loading, composing), or a second signal while a run
+        # was stopping (RunAborted); during training the first signal ends in a clean stop.
+        sys.argv, sys.stderr = saved_argv, saved_stderr
+        if debug_mode():
+            raise
+        code = getattr(e, "exit_code", 130)
+        how = "aborted by a second signal" if hasattr(e, "signum") else "interrupted"
+        print(
+            f"error: {how} ({signal.Signals(code - 128).name}); files already written are kept",
+            file=sys.stderr,
+        )
+        return code
     finally:
         sys.argv, sys.stderr = saved_argv, saved_stderr
+        if distributed.launched_by_torchrun():
+            distributed.shutdown()
     if code is None:
         code = 0
     if not isinstance(code, int):
@@ -196,7 +240,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     held = gate.buffer_text.getvalue()
     if not gate.open and held.strip():
         if code:
-            print(f"error: {_condense(held)}", file=sys.stderr)
+            print(f"error: {missing_plugin_message(held) or _condense(held)}", file=sys.stderr)
             return 2
         sys.stderr.write(held)
     return code

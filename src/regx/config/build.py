@@ -8,16 +8,19 @@ way. Before instantiating, the keys are checked against the target's signature, 
 
 from __future__ import annotations
 
+import collections.abc
 import importlib
 import inspect
+import types
+import typing
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regx.config.schema import validate_top_level, validate_trainer
-from regx.errors import ConfigError, check
+from regx.errors import ConfigError, UserError, check
 
 RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
 
@@ -85,16 +88,122 @@ def _accepted_names(target: Any) -> set[str] | None:
     return names - {"self"}
 
 
+def _init_hints(target: Any) -> dict[str, Any]:
+    """Parameter annotations of `target` (a class: its `__init__`s along `**kwargs` forwarding).
+
+    A subclass's annotation wins over its base's; annotations that cannot be evaluated are
+    left out (their values are then checked by the constructor alone).
+    """
+    functions = []
+    if inspect.isclass(target):
+        for cls in target.__mro__:
+            if cls is object or (not cls.__module__.startswith("regx") and cls is not target):
+                break
+            init = cls.__dict__.get("__init__")
+            if init is None:
+                continue
+            functions.append(init)
+            if not any(
+                p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()
+            ):
+                break
+    elif callable(target):
+        functions.append(target)
+    hints: dict[str, Any] = {}
+    for fn in reversed(functions):
+        try:
+            hints.update(typing.get_type_hints(fn))
+        except (NameError, TypeError, AttributeError):  # an unresolvable forward reference
+            continue
+    hints.pop("return", None)
+    return hints
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a parameter annotation (unknown forms are accepted)."""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple, ListConfig)):
+            return False
+        item = args[0] if args else Any
+        return all(_matches(v, item) for v in value)
+    if origin in (dict, collections.abc.Mapping) or hint is dict:
+        return isinstance(value, (dict, DictConfig))
+    return True
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if hint in _TYPE_NAMES:
+        return _TYPE_NAMES[hint]
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (list, tuple, collections.abc.Sequence):
+        item = _describe(args[0]) if args else "values"
+        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings"}
+        return f"a list of {plural.get(item, item)}"
+    if origin in (dict, collections.abc.Mapping):
+        return "a mapping of keys to values"
+    return str(hint)
+
+
+def _check_types(group: str, target: Any, node: DictConfig) -> None:
+    """Each value against its constructor annotation: `model.depth=abc: must be an integer`."""
+    hints = _init_hints(target)
+    for key in node:
+        key = str(key)
+        if key.startswith("_") or key not in hints or OmegaConf.is_missing(node, key):
+            continue
+        value = node[key]
+        if not _matches(value, hints[key]):
+            shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            raise ConfigError(f"{group}.{key}", shown, f"must be {_describe(hints[key])}")
+
+
+def check_missing(cfg: DictConfig) -> None:
+    """A mandatory value left as `???` (e.g. dataset.root of imagefolder) is named."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        raise ConfigError(key, "???", f"is required: pass {key}=VALUE")
+
+
 def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate config group `group` (its node) with one-line errors."""
     target = _target(group, node)
     _check_keys(group, target, node)
+    _check_types(group, target, node)
     try:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause.under(group) from None
+        if isinstance(cause, UserError):  # e.g. MissingExtraError: already one line
+            raise cause from None
         if cause is not None and isinstance(cause, (TypeError, ValueError)):
             raise ConfigError(group, node.get("_target_"), f"invalid arguments ({cause})") from None
         raise
@@ -117,6 +226,7 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None):
     """Validate everything cheap to validate, and build the run's components."""
     from regx.engine.spec import RunSpec
 
+    check_missing(cfg)
     validate_top_level(cfg)
     track_test = cfg.get("track_test", False)
     check(isinstance(track_test, bool), "track_test", track_test, "must be true or false")

@@ -50,7 +50,12 @@ def validate_trainer(node: DictConfig | dict) -> TrainerSettings:
     s: TrainerSettings = _typed(TrainerSettings, node, "trainer")
     p = "trainer"
     check_range(f"{p}.epochs", s.epochs, 1)
-    check_range(f"{p}.batch_size", s.batch_size, 1)
+    check(
+        s.batch_size >= 2,
+        f"{p}.batch_size",
+        s.batch_size,
+        "must be at least 2 (batch norm needs two images per training batch)",
+    )
     check_range(f"{p}.eval_batch_size", s.eval_batch_size, 1)
     o = s.optimizer
     check_choice(f"{p}.optimizer.name", o.name, ("sgd", "adamw"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 import regx
-from regx.engine import outputs
+from regx.engine import distributed, outputs
 from regx.engine.predict import predict
 from regx.metrics.calibration import calibration_metrics
 from regx.metrics.retrieval import retrieval_metrics
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """A short hash of the resolved config without run-location keys (same hash = same experiment)."""
-    clean = {k: v for k, v in config.items() if k not in ("out_dir", "hydra", "_hash")}
+    """A short hash of the resolved config without run-location and run-control keys
+    (same hash = same experiment; `sweep.skip_done` compares it)."""
+    clean = {k: v for k, v in config.items() if k not in ("out_dir", "hydra", "_hash", "sweep")}
     return hashlib.sha1(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -120,18 +122,23 @@ def run_record(spec_config: dict[str, Any], overrides: list[str]) -> dict[str, A
 def write_status(
     run_dir: Path, status: str, message: str, state: TrainState, started: float
 ) -> None:
-    """summary.json for a run that did not finish (diverged, interrupted, failed)."""
-    outputs.write_json(
-        run_dir / "summary.json",
-        {
-            "status": status,
-            "message": message,
-            "epochs_run": state.epoch,
-            "best_epoch": state.best_epoch,
-            "started": started,
-            "stopped": time.time(),
-        },
-    )
+    """summary.json for a run in progress (running) or one that did not finish (diverged,
+    interrupted, failed)."""
+    if not distributed.is_main_process():
+        return  # several processes (torchrun): rank 0 writes the run's files
+    record: dict[str, Any] = {
+        "status": status,
+        "message": message,
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "started": started,
+    }
+    if status == "running":
+        # a reader can tell a live run from one killed outright (left "running")
+        record.update(pid=os.getpid(), host=platform.node())
+    else:
+        record["stopped"] = time.time()
+    outputs.write_json(run_dir / "summary.json", record)
 
 
 def finalize_run(
@@ -185,6 +192,7 @@ def finalize_run(
         **run_record(spec.config, spec.overrides),
         versions=versions(),
         device=device_name(trainer.device),
+        processes=distributed.world_size(),  # > 1: DDP under torchrun
         deterministic=trainer.deterministic,
         compile_seconds=trainer.compile_seconds,
         started=started,

@@ -22,8 +22,15 @@ from regx.aug.base import MixedBatch
 from regx.data.augment import Normalize
 from regx.data.base import ImageData
 from regx.data.batches import DeviceBatches, HostBatches
-from regx.engine import outputs
-from regx.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from regx.engine import distributed, outputs
+from regx.engine.checkpoint import (
+    atomic_write_bytes,
+    config_differences,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from regx.engine.device import (
     autocast,
     check_precision,
@@ -31,12 +38,14 @@ from regx.engine.device import (
     resolve_device,
     seed_everything,
 )
+from regx.engine.loggers import Trackers
 from regx.engine.optim import build_optimizer, build_scheduler
 from regx.engine.predict import predict
 from regx.engine.progress import EpochProgress
 from regx.engine.results import config_hash, finalize_run, write_status
+from regx.engine.signals import StopRequest
 from regx.engine.spec import RunSpec
-from regx.errors import ConfigError, DivergedError
+from regx.errors import ConfigError, DivergedError, ResumeMismatchError, RunInterrupted
 from regx.losses.base import EpochContext
 from regx.metrics.calibration import basic_metrics
 from regx.splits.base import Split
@@ -56,6 +65,9 @@ class TrainState:
     best_key: tuple[float, ...] | None = None
     best_epoch: int | None = None
     stale_epochs: int = 0
+    # Set when SIGINT/SIGTERM stopped training inside an epoch: that epoch, the next step
+    # and the epoch's running sums, so a resumed run continues the epoch bit for bit.
+    partial: dict[str, Any] | None = None
 
 
 @dataclass
@@ -114,6 +126,15 @@ def build_model(spec: RunSpec, data: ImageData, device: torch.device) -> torch.n
     return model
 
 
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU (unknown: assume yes)."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else True
+    except RuntimeError:
+        return True
+
+
 def _monitor_key(row: dict[str, Any], monitor: str) -> tuple[float, ...]:
     """Larger is better; val_acc ties are broken by the lower validation loss."""
     if monitor == "val_acc":
@@ -131,8 +152,13 @@ class Trainer:
         self.s = spec.trainer
         self.run_dir = run_dir
         self.ckpt_dir = run_dir / "checkpoints"
-        self.device = resolve_device(self.s.device)
+        self.device = distributed.device_for_rank(resolve_device(self.s.device))
         check_precision(self.device, self.s.precision)
+        if self.s.precision == "bf16" and self.device.type == "cpu" and not _cpu_has_bf16():
+            log.warning(
+                "trainer.precision=bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+                "torch emulates it, so the run is usually slower than trainer.precision=32"
+            )
         self.deterministic = configure_runtime(
             self.device, self.s.deterministic, self.s.threads, compiling=self.s.compile
         )
@@ -154,11 +180,22 @@ class Trainer:
             self.optimizer, self.s.scheduler, self.s.epochs, len(self.batches)
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.s.precision == "16")
-        self.step_model = torch.compile(self.model) if self.s.compile else self.model
+        # under torchrun: DDP around the model (gradients averaged over the processes)
+        ddp = distributed.wrap_model(self.model, self.device)
+        self.step_model = torch.compile(ddp) if self.s.compile else ddp
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.compile_seconds: float | None = None
         self._first_epoch_seconds: list[float] = []
+        # SIGINT/SIGTERM set this flag (see train()); the loop reads it between steps.
+        self.stop = StopRequest()
+        # The run's .hydra/ files as first written, kept in checkpoints so that a refused
+        # resume can put back what Hydra overwrote with the refused command's config.
+        self.hydra_files = read_hydra_files(run_dir)
+        # Loss and RNG state at a mid-epoch stop, re-applied after the resumed epoch's
+        # `start_epoch` (which may re-estimate what the stopped run had already estimated).
+        self._stopped_state: dict[str, Any] | None = None
+        self.epoch_started = 0.0  # perf_counter() at the start of the current epoch
 
     # -- data ------------------------------------------------------------------
     def _make_batches(self) -> DeviceBatches | HostBatches:
@@ -179,7 +216,10 @@ class Trainer:
             device=self.device,
             augment=self.spec.dataset.augment,
             seed=self.spec.seed,
+            rank=distributed.rank(),
+            world_size=distributed.world_size(),
         )
+        distributed.check_batch_size(self.s.batch_size)
         if on_device == "always":
             return DeviceBatches(**cls_kwargs)
         return HostBatches(**cls_kwargs, num_workers=self.s.num_workers)
@@ -198,6 +238,7 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
+        partial = self.state.partial
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -209,10 +250,23 @@ class Trainer:
             "best_weights": self.best_weights,
             "rng": rng_state(),
             "config_hash": config_hash(self.spec.config),
+            "config": self.spec.config,
+            "overrides": list(self.spec.overrides),
+            "hydra_files": self.hydra_files,
+            # Data order: the permutation of epoch e is a pure function of (seed, epoch),
+            # so (seed, epoch, step) is all a resumed run needs to see the same batches.
+            "data_order": {
+                "seed": self.spec.seed,
+                "epoch": partial["epoch"] if partial else self.state.epoch,
+                "step": partial["step"] if partial else 0,
+            },
         }
 
     def restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
+        """Continue from the checkpoint at `path` (refused if it is another config's)."""
+        self.restore_from(read_resume_checkpoint(self.spec, self.run_dir, path))
+
+    def restore_from(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -223,9 +277,16 @@ class Trainer:
         self.state = TrainState(**ckpt["train_state"])
         self.best_weights = ckpt.get("best_weights")
         set_rng_state(ckpt["rng"])
+        self.hydra_files = ckpt.get("hydra_files") or self.hydra_files
+        if self.state.partial is not None:
+            self._stopped_state = {
+                "loss": ckpt["loss"],
+                "loss_extra": ckpt.get("loss_extra", {}),
+                "rng": ckpt["rng"],
+            }
 
     def save(self, best: bool) -> None:
-        if not self.s.checkpoint:
+        if not self.s.checkpoint or not distributed.is_main_process():
             return
         state = self.checkpoint_state()
         save_checkpoint(self.ckpt_dir / "last.pt", state)
@@ -263,7 +324,22 @@ class Trainer:
         lam_sum: float | torch.Tensor = 0.0
         n_mixed = seen = 0
         lr = opt.param_groups[0]["lr"]
-        for step, (xb, yb, idx) in enumerate(self.batches.epoch(epoch)):
+        first_step = 0
+        partial = self.state.partial
+        if partial is not None and partial["epoch"] == epoch:
+            # a signal stopped this epoch: continue its running sums from the next step
+            first_step, lr = partial["step"], partial["lr"]
+            n_mixed, seen = partial["n_mixed"], partial["seen"]
+            step_loss.copy_(partial["step_loss"])
+            step_sizes = list(partial["step_sizes"])
+            correct.copy_(partial["correct"])
+            lam_sum = partial["lam_sum"]
+            if isinstance(lam_sum, torch.Tensor):
+                lam_sum = lam_sum.to(dev)
+            self.state.partial = None
+        last_step = len(self.batches) - 1
+        batches = self.batches.epoch(epoch, start=first_step)
+        for step, (xb, yb, idx) in enumerate(batches, start=first_step):
             x = self.normalize(xb)
             mixed: MixedBatch | None = mixer(x, yb) if mixing else None
             if mixed is not None:
@@ -304,6 +380,11 @@ class Trainer:
             if (step + 1) % s.nan_check_every == 0:
                 self._check_finite(epoch, step_loss, step + 1)
             progress.advance()
+            if self.stop.requested and step < last_step:  # a flag read: no host sync
+                self._check_finite(epoch, step_loss, step + 1)
+                sums = dict(step_loss=step_loss, step_sizes=step_sizes, correct=correct)
+                sums.update(lam_sum=lam_sum)
+                self._stop_inside_epoch(epoch, step + 1, lr, n_mixed, seen, sums)
         steps_done = len(step_sizes)
         self._check_finite(epoch, step_loss, steps_done)
         sizes = torch.tensor(step_sizes, dtype=torch.float32).to(dev, non_blocking=True)
@@ -320,6 +401,64 @@ class Trainer:
             row["lam_mean"] = float(lam_sum) / n_mixed if n_mixed else float("nan")
         return row
 
+    def _stop_inside_epoch(
+        self,
+        epoch: int,
+        next_step: int,
+        lr: float,
+        n_mixed: int,
+        seen: int,
+        sums: dict[str, Any],
+    ) -> None:
+        """Checkpoint the middle of `epoch` (before `next_step`) and raise `RunInterrupted`."""
+        self.state.partial = {
+            "epoch": epoch,
+            "step": next_step,
+            "lr": lr,
+            "n_mixed": n_mixed,
+            "seen": seen,
+            "seconds": time.perf_counter() - self.epoch_started,
+            **{
+                k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
+                for k, v in sums.items()
+            },
+        }
+        self.save(best=False)
+        raise self._interrupted(f"epoch {epoch + 1}, step {next_step}/{len(self.batches)}")
+
+    def _interrupted(self, where: str) -> RunInterrupted:
+        kept = (
+            f"checkpoint {self.ckpt_dir / 'last.pt'} saved"
+            if self.s.checkpoint
+            else "no checkpoint (trainer.checkpoint=false)"
+        )
+        return RunInterrupted(
+            f"interrupted by {self.stop.signal_name} at {where}: {kept}; "
+            f"continue with: regx train --resume {self.run_dir}",
+            self.stop.signum or 2,
+        )
+
+    def _check_weights_finite(self, epoch: int) -> None:
+        """Weights (and BN statistics) finite after the epoch: a NaN/Inf gradient shows up
+        here even when every loss was finite, before it can reach a checkpoint."""
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise DivergedError(
+                f"training diverged: the weights became NaN/Inf during epoch {epoch + 1} "
+                "(a NaN/Inf gradient); lower trainer.optimizer.lr, set trainer.grad_clip"
+                + (" or use trainer.precision=32" if self.s.precision != "32" else "")
+                + f"; {self._kept()}"
+            )
+
+    def _kept(self) -> str:
+        """What a diverged run leaves behind, for its message."""
+        done = self.state.epoch
+        if done == 0:
+            return "it diverged in the first epoch, so there is no checkpoint to keep"
+        if not self.s.checkpoint:
+            return f"metrics.csv of the {done} finished epoch(s) is kept (trainer.checkpoint=false)"
+        return f"checkpoints/last.pt and metrics.csv of the {done} finished epoch(s) are kept"
+
     def _check_finite(self, epoch: int, step_loss: torch.Tensor, upto: int) -> None:
         """Raise `DivergedError` if a loss among the epoch's first `upto` steps is NaN/Inf."""
         losses = step_loss[:upto]
@@ -332,7 +471,7 @@ class Trainer:
             f"training diverged: the loss became NaN/Inf at epoch {epoch + 1}, step {step + 1} "
             f"(last finite loss {last:.4g}); lower trainer.optimizer.lr"
             + (" or use trainer.precision=32" if self.s.precision != "32" else "")
-            + "; the last good checkpoint and metrics.csv are kept"
+            + f"; {self._kept()}"
         )
 
     def validate(self) -> dict[str, float]:
@@ -372,20 +511,36 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------
     def fit(self) -> None:
+        """Train the remaining epochs (all of them, or those after a restored checkpoint).
+
+        SIGINT/SIGTERM (while `self.stop` is entered) stop after the current step with a
+        checkpoint, raising `RunInterrupted`.
+        """
         s = self.s
-        if s.resume == "auto" and (self.ckpt_dir / "last.pt").is_file():
-            self.restore(self.ckpt_dir / "last.pt")
-            log.info("resumed from %s after epoch %d", self.ckpt_dir / "last.pt", self.state.epoch)
-        with EpochProgress(len(self.batches), s.epochs, enabled=s.progress) as progress:
+        main = distributed.is_main_process()  # several processes: only rank 0 writes files
+        with EpochProgress(len(self.batches), s.epochs, enabled=s.progress and main) as progress:
             for epoch in range(self.state.epoch, s.epochs):
                 if self.state.stale_epochs >= (s.early_stop or math.inf):
                     break
-                t0 = time.perf_counter()
+                partial = self.state.partial
+                t0 = time.perf_counter() - (partial["seconds"] if partial else 0.0)
+                self.epoch_started = t0
+                distributed.seed_rank_streams(self.spec.seed, epoch)
                 progress.start_epoch(epoch)
                 self.loss_fn.start_epoch(EpochContext(epoch, s.epochs, self.embed_train))
+                if partial is not None and self._stopped_state is not None:
+                    # the stopped run had already started this epoch: its loss state and
+                    # RNG at the stop win over what start_epoch just recomputed
+                    stopped, self._stopped_state = self._stopped_state, None
+                    self.loss_fn.load_state_dict(stopped["loss"])
+                    if hasattr(self.loss_fn, "load_extra_state"):
+                        self.loss_fn.load_extra_state(stopped["loss_extra"])
+                    set_rng_state(stopped["rng"])
                 row: dict[str, Any] = {"epoch": epoch + 1}
-                row.update(self.train_epoch(epoch, progress))
-                row.update(self.validate())
+                row.update(distributed.mean_over_ranks(self.train_epoch(epoch, progress)))
+                self._check_weights_finite(epoch)
+                # rank 0 validates; all ranks then take the same best/early-stop decisions
+                row.update(distributed.broadcast_from_main(self.validate() if main else None))
                 row.update(self.loss_fn.epoch_stats())
                 row["seconds"] = time.perf_counter() - t0
                 if self.spec.track_test:
@@ -407,11 +562,14 @@ class Trainer:
                     }
                 else:
                     self.state.stale_epochs += 1
-                outputs.write_metrics_csv(self.run_dir / "metrics.csv", self.state.history)
-                for logger in self.spec.loggers:
-                    logger.log_epoch(row)
+                if main:
+                    outputs.write_metrics_csv(self.run_dir / "metrics.csv", self.state.history)
+                    for logger in self.spec.loggers:
+                        logger.log_epoch(row)
                 self.save(best=improved)
                 log.info(_epoch_line(row, s.epochs, improved))
+                if self.stop.requested and epoch + 1 < s.epochs:
+                    raise self._interrupted(f"the end of epoch {epoch + 1}")
 
     def load_best(self) -> None:
         if self.best_weights is not None:
@@ -431,19 +589,92 @@ def _epoch_line(row: dict[str, Any], epochs: int, improved: bool) -> str:
     )
 
 
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+def read_hydra_files(run_dir: Path) -> dict[str, str]:
+    """The text of the run's .hydra/*.yaml (empty outside Hydra, e.g. in-process tests)."""
+    folder = run_dir / ".hydra"
+    return {n: (folder / n).read_text() for n in HYDRA_FILES if (folder / n).is_file()}
+
+
+def _put_back_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        atomic_write_bytes(run_dir / ".hydra" / name, lambda f, t=text: f.write(t.encode()))
+
+
+def read_resume_checkpoint(
+    spec: RunSpec, run_dir: Path, path: Path | None = None
+) -> dict[str, Any] | None:
+    """The checkpoint a run continues from, or None for a fresh start.
+
+    With `trainer.resume=auto` that is `checkpoints/last.pt` in the run dir, if present.
+    It must come from the same config up to settings that do not change the numbers
+    (`RESUME_FREE_KEYS`); otherwise the resume is refused with the differing settings,
+    and the run's .hydra/ files, which Hydra has already overwritten with this command's
+    config, are put back.
+    """
+    if path is None:
+        path = run_dir / "checkpoints" / "last.pt"
+        if spec.trainer.resume != "auto" or not path.is_file():
+            return None
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if "config" in ckpt:
+        differences = config_differences(ckpt["config"], spec.config)
+    elif ckpt.get("config_hash") != config_hash(spec.config):
+        differences = [f"config hash {ckpt.get('config_hash')} → {config_hash(spec.config)}"]
+    else:
+        differences = []
+    if differences:
+        _put_back_hydra_files(run_dir, ckpt.get("hydra_files") or {})
+        raise ResumeMismatchError(
+            "trainer.resume",
+            spec.trainer.resume,
+            f"{path} was written with a different config ({'; '.join(differences)}): "
+            f"re-run with the run's own overrides (regx train --resume {run_dir}), "
+            "use another run dir, or pass trainer.resume=never to start this one over",
+        )
+    return ckpt
+
+
 def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-    """Train, evaluate and write every file of the run; returns summary.json's content."""
+    """Train, evaluate and write every file of the run; returns summary.json's content.
+
+    summary.json says `running` from the start (after a resume was accepted), then
+    `finished`, `diverged` or `interrupted`: a run killed outright is left `running`.
+    """
     started = time.time()
     t0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
+    # before loading any data: a refused resume should cost nothing
+    resume_from = read_resume_checkpoint(spec, run_dir)
     trainer = Trainer(spec, run_dir)
-    for logger in spec.loggers:
-        logger.start(run_dir, spec.config)
-    try:
-        trainer.fit()
-    except DivergedError as e:
-        write_status(run_dir, "diverged", str(e), trainer.state, started)
-        raise
-    train_seconds = time.perf_counter() - t0
-    trainer.load_best()
-    return finalize_run(trainer, started=started, train_seconds=train_seconds, t0=t0)
+    if resume_from is not None:
+        trainer.restore_from(resume_from)
+        where = trainer.state.partial or {"epoch": trainer.state.epoch, "step": 0}
+        log.info(
+            "resumed %s at epoch %d, step %d",
+            run_dir / "checkpoints" / "last.pt",
+            where["epoch"] + 1,
+            where["step"],
+        )
+        del resume_from
+    main = distributed.is_main_process()  # several processes (torchrun): rank 0 writes files
+    with trainer.stop, Trackers(spec.loggers if main else [], run_dir, spec.config):
+        write_status(run_dir, "running", "training", trainer.state, started)
+        try:
+            trainer.fit()
+        except (DivergedError, RunInterrupted) as e:
+            status = "diverged" if isinstance(e, DivergedError) else "interrupted"
+            write_status(run_dir, status, str(e), trainer.state, started)
+            raise
+        train_seconds = time.perf_counter() - t0
+        trainer.load_best()
+        summary = (
+            finalize_run(trainer, started=started, train_seconds=train_seconds, t0=t0)
+            if main
+            else {}
+        )
+    if trainer.stop.requested:
+        log.warning("%s arrived after the last epoch; the run finished", trainer.stop.signal_name)
+    return summary

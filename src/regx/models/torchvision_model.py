@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regx.errors import ConfigError
+from regx.errors import ConfigError, DataError
 from regx.models.base import Classifier
 
 
@@ -64,7 +64,20 @@ class TorchvisionModel(Classifier):
             )
         # ViTs take the input size as a constructor argument; conv nets pool to any size
         kwargs = {"image_size": image_size} if name.startswith("vit") else {}
-        net = torchvision.models.get_model(name, weights=weights, **kwargs)
+        try:
+            net = torchvision.models.get_model(name, weights=weights, **kwargs)
+        except (KeyError, ValueError):
+            names = [w.name for w in torchvision.models.get_model_weights(name)]
+            raise ConfigError(
+                "weights", weights, "must be null, DEFAULT or one of " + ", ".join(names)
+            ) from None
+        except (OSError, RuntimeError) as e:  # URLError is an OSError
+            reason = " ".join(str(e).split())[:160]
+            raise DataError(
+                f"the {name} weights {weights} could not be downloaded ({reason}): run once "
+                f"with network access, put the file in {torch.hub.get_dir()}/checkpoints, "
+                "or pass model.weights=null"
+            ) from None
         last = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
         if not last:
             raise ConfigError("name", name, "has no final nn.Linear classifier to replace")

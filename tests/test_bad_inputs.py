@@ -1,0 +1,217 @@
+"""Bad configs and CLI arguments: one line naming the key, the value and what is allowed;
+exit code 2 (config) or 3 (data); no traceback; training never starts.
+
+Most cases go through `run_hydra` in this process (the code behind `regx train`, with
+Hydra's own pre-job errors condensed exactly as on the command line); a few run the real
+`python -m regx` to show the same in a fresh process.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import train_in_process
+from fault_helpers import error_line, hydra_in_process, regx_process
+
+BASE = ["dataset=synthetic", "trainer.epochs=1"]
+
+# (overrides, exit code, the whole error line after "error: ")
+CASES = [
+    # trainer: types, ranges, choices
+    (["trainer.epochs=0"], 2, "trainer.epochs=0: must be in [1, inf)"),
+    (["trainer.epochs=abc"], 2, "trainer.epochs=abc: must be an integer"),
+    (["trainer.optimizer.lr=-0.1"], 2, "trainer.optimizer.lr=-0.1: must be in (0, inf)"),
+    (["trainer.optimizer.lr=fast"], 2, "trainer.optimizer.lr=fast: must be a number"),
+    (
+        ["trainer.optimizer.name=rmsprop"],
+        2,
+        "trainer.optimizer.name=rmsprop: must be one of sgd, adamw",
+    ),
+    (["trainer.optimizer.momentum=1.5"], 2, "trainer.optimizer.momentum=1.5: must be in [0, 1)"),
+    (
+        ["trainer.batch_size=1"],
+        2,
+        "trainer.batch_size=1: must be at least 2 (batch norm needs two images per training batch)",
+    ),
+    (
+        ["trainer.scheduler.warmup_epochs=5"],
+        2,
+        "trainer.scheduler.warmup_epochs=5.0: must be in [0, 1]",
+    ),
+    (["trainer.device=gpu"], 2, "trainer.device=gpu: must be auto, cpu, mps, cuda or cuda:N"),
+    (
+        ["trainer.device=cuda"],
+        2,
+        "trainer.device=cuda: CUDA is not available on this machine; use auto or cpu",
+    ),
+    (
+        ["trainer.precision=16"],
+        2,
+        "trainer.precision=16: float16 needs a CUDA device; use 32 or bf16",
+    ),
+    (["trainer.precision=8"], 2, "trainer.precision=8: must be one of 32, bf16, 16"),
+    (
+        ["trainer.monitor=val_f1"],
+        2,
+        "trainer.monitor=val_f1: must be one of val_acc, val_loss, val_ece",
+    ),
+    (["trainer.resume=maybe"], 2, "trainer.resume=maybe: must be one of auto, never"),
+    (["trainer.grad_clip=0"], 2, "trainer.grad_clip=0.0: must be in (0, inf)"),
+    # top level
+    (["seed=-1"], 2, "seed=-1: must be a non-negative integer"),
+    (["seed=abc"], 2, "seed=abc: must be a non-negative integer"),
+    (["calibration.n_bins=0"], 2, "calibration.n_bins=0: must be a positive integer"),
+    # dataset
+    (
+        ["dataset.subset=100000"],
+        2,
+        "dataset.subset=100000: must be at most the 512 training images of synthetic",
+    ),
+    (
+        ["dataset.subset=0"],
+        2,
+        "dataset.subset=0: must be a positive number of training images (or null)",
+    ),
+    (["dataset.channels=2"], 2, "dataset.channels=2: must be 1 or 3"),
+    (["dataset.image_size=abc"], 2, "dataset.image_size=abc: must be an integer or null"),
+    (
+        ["dataset.std=[0.5]"],
+        2,
+        "dataset.mean=null: must be set together with std (one value per channel)",
+    ),
+    (
+        ["dataset.mean=[0.5,0.5]", "dataset.std=[0.5,0.5]"],
+        2,
+        "dataset.mean=[0.5, 0.5]: must have one value per channel (1)",
+    ),
+    (
+        ["+dataset.train_augment.rotate=5"],
+        2,
+        "dataset.train_augment=['rotate']: allowed keys: crop_padding, flip",
+    ),
+    (["dataset=imagefolder"], 2, "dataset.root=???: is required: pass dataset.root=VALUE"),
+    # split
+    (["split.val_fraction=1.5"], 2, "split.val_fraction=1.5: must be in (0, 1)"),
+    (["split.val_fraction=0"], 2, "split.val_fraction=0: must be in (0, 1)"),
+    # model: constructor ranges and annotation types
+    (["model.dropout=1.0"], 2, "model.dropout=1.0: must be in [0, 1)"),
+    (["model.widths=abc"], 2, "model.widths=abc: must be a list of integers"),
+    (["model=wrn", "model.depth=abc"], 2, "model.depth=abc: must be an integer"),
+    (["model=resnet", "model.depth=20"], 2, "model.depth=20: must be one of 10, 18, 34"),
+    (
+        ["+model.foo=1"],
+        2,
+        "model.foo=1: unknown key for SmallCNN; allowed: convs_per_stage, dropout, widths",
+    ),
+    # Hydra's own errors, condensed to one line
+    (
+        ["loss=nonexistent"],
+        2,
+        "In 'config': Could not find 'loss/nonexistent'; Available options in 'loss': ",
+    ),
+    (
+        ["trainer.foo=1"],
+        2,
+        "Could not override 'trainer.foo'. To append to your config use +trainer.foo=1; "
+        "Key 'foo' is not in struct",
+    ),
+    (
+        ["trainer.epochs"],
+        2,
+        "Error parsing override 'trainer.epochs'; missing EQUAL at '<EOF>'; See "
+        "https://hydra.cc/docs/1.2/advanced/override_grammar/basic for details",
+    ),
+    (
+        ["hydra.run.dir=/proc/regx-run"],
+        2,
+        "FileNotFoundError: [Errno 2] No such file or directory: '/proc/regx-run'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "message"), CASES, ids=[" ".join(c[0]) for c in CASES]
+)
+def test_bad_config_fails_in_one_line(
+    overrides: list[str], code: int, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    got, out, err = hydra_in_process([*BASE, *overrides])
+    line = error_line(err)
+    assert got == code, err
+    if message.endswith(": "):  # a list that grows as groups gain options
+        assert line.startswith(f"error: {message}"), line
+    else:
+        assert line == f"error: {message}"
+    assert "Traceback" not in out
+    # nothing trained: no run produced metrics
+    assert not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_at_least_twenty_bad_inputs_are_covered() -> None:
+    assert len(CASES) >= 20
+
+
+def test_resume_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
+    from regx.config.app import run_hydra
+
+    code = run_hydra([], resume=tmp_path)
+    assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["train", "loss.gamma=0.5"],
+            "error: Could not override 'loss.gamma'. To append to your config use "
+            "+loss.gamma=0.5; Key 'gamma' is not in struct",
+        ),
+        (
+            ["train", "dataset=synthetic", "trainer.optimizer.lr=-1"],
+            "error: trainer.optimizer.lr=-1.0: must be in (0, inf)",
+        ),
+        (
+            ["train", "--resume", "not-a-run"],
+            "error: not-a-run is not a regx run directory (no .hydra/overrides.yaml); "
+            "pass the folder that holds the run's .hydra/",
+        ),
+    ],
+    ids=["hydra-struct", "lr-range", "resume-not-a-run"],
+)
+def test_cli_process_prints_one_line_and_exits_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    proc = regx_process(args, cwd=tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert error_line(err) == message
+    assert "Traceback" not in out + err
+
+
+def test_resume_option_without_a_folder_is_a_usage_error() -> None:
+    from regx.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--resume"])
+    assert result.exit_code == 2
+    assert "Option '--resume' requires an argument" in result.output
+
+
+def test_bf16_on_a_cpu_without_native_support_is_explained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not an error: torch emulates bfloat16 on such CPUs; the run says it will be slow."""
+    import regx.engine.run as run
+
+    monkeypatch.setattr(run, "_cpu_has_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="regx"):
+        summary = train_in_process([*BASE, "trainer.precision=bf16"], tmp_path / "run")
+    assert summary["status"] == "finished"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        m.startswith("trainer.precision=bf16: this CPU has no native bfloat16") for m in warnings
+    ), warnings

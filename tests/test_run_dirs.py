@@ -1,0 +1,54 @@
+"""Runs never share a directory: microseconds and the process id are in its name."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from fault_helpers import FAST, metric_rows, read_summary, regx_process
+from regx.config.paths import config_dir
+
+RUN_NAME = re.compile(r"\d\d-\d\d-\d\d-(\d{6})-(\d+)")
+
+
+def test_two_runs_started_together_get_their_own_complete_dirs(tmp_path: Path) -> None:
+    args = ["train", "dataset=synthetic", "trainer.epochs=1", *FAST]
+    runs = [regx_process(args, cwd=tmp_path) for _ in range(2)]  # same instant, same folder
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (_, err) in zip(runs, outputs):
+        assert run.returncode == 0, err
+
+    dirs = sorted((tmp_path / "outputs" / "runs").glob("*/*"))
+    assert len(dirs) == 2, dirs
+    names = [RUN_NAME.fullmatch(d.name) for d in dirs]
+    assert all(names), [d.name for d in dirs]
+    assert {m.group(2) for m in names} == {str(run.pid) for run in runs}
+    for run, (out, _) in zip(runs, outputs):
+        run_dir = next(d for d in dirs if d.name.endswith(f"-{run.pid}"))
+        assert f"run dir: {run_dir}" in out  # each process reports its own directory
+        summary = read_summary(run_dir)
+        assert summary["status"] == "finished" and summary["epochs_run"] == 1
+        assert len(metric_rows(run_dir)) == 1
+        for name in (
+            "predictions.npz",
+            "report.md",
+            "train.log",
+            "checkpoints/last.pt",
+            "checkpoints/best.pt",
+            ".hydra/overrides.yaml",
+        ):
+            assert (run_dir / name).stat().st_size > 0, name
+
+
+def test_run_and_sweep_dir_names_carry_microseconds_and_pid() -> None:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True)
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        first = Path(OmegaConf.select(cfg, key)).name
+        match = RUN_NAME.fullmatch(first)
+        assert match, (key, first)
+        assert match.group(2) == str(os.getpid())

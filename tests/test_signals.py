@@ -1,0 +1,129 @@
+"""SIGINT/SIGTERM: finish the step, write checkpoint and summary (`interrupted`), exit 130/143.
+
+The signals come from inside the run (a loss plugin sends them to its own process at a
+chosen step), so the step they land in is exact. A guard handler stands in for pytest's
+own while a test runs: if regx failed to install its handlers, the guard records the
+signal instead of ending the test session, and the test fails.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from fault_helpers import error_line, hydra_in_process, metric_rows, read_summary
+
+SMALL = ["dataset=synthetic", "trainer.epochs=3", "trainer.batch_size=64"]
+STEPS_PER_EPOCH = 7  # 460 training images of the synthetic set, batches of 64
+
+
+@pytest.fixture
+def stray_signals() -> Iterator[list[int]]:
+    seen: list[int] = []
+    previous = {s: signal.signal(s, lambda n, f: seen.append(n)) for s in (2, 15)}
+    yield seen
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def plugin(step: int, marker: Path, signum: int, times: int = 1) -> list[str]:
+    return [
+        "loss._target_=fault_plugins.SignalAtStep",
+        f"+loss.step={step}",
+        f"+loss.marker={marker}",
+        f"+loss.signum={signum}",
+        f"+loss.times={times}",
+    ]
+
+
+def test_sigint_mid_epoch_checkpoints_the_step_and_exits_130(
+    tmp_path: Path, stray_signals: list[int]
+) -> None:
+    run_dir = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)
+    code, out, err = hydra_in_process(
+        [*SMALL, *plugin(STEPS_PER_EPOCH + 3, tmp_path / "fired", 2), f"hydra.run.dir={run_dir}"]
+    )
+    line = error_line(err)
+    assert code == 130, err
+    assert line == (
+        f"error: interrupted by SIGINT at epoch 2, step 3/{STEPS_PER_EPOCH}: checkpoint "
+        f"{run_dir / 'checkpoints' / 'last.pt'} saved; continue with: "
+        f"regx train --resume {run_dir}"
+    )
+    assert "Traceback" not in out
+    assert stray_signals == []
+    assert signal.getsignal(signal.SIGINT) is before  # regx's handler is gone again
+
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted"
+    assert summary["message"] == line.removeprefix("error: ")
+    assert summary["epochs_run"] == 1
+    assert [row["epoch"] for row in metric_rows(run_dir)] == ["1"]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["data_order"] == {"seed": 0, "epoch": 1, "step": 3}
+    partial = ckpt["train_state"]["partial"]
+    assert (partial["epoch"], partial["step"], partial["seen"]) == (1, 3, 3 * 64)
+    # the optimizer really took the 3 steps of epoch 2: 7 + 3 scheduler steps in all
+    assert ckpt["scheduler"]["last_epoch"] == STEPS_PER_EPOCH + 3
+
+
+def test_sigterm_on_the_last_step_of_an_epoch_stops_at_its_end_with_143(
+    tmp_path: Path, stray_signals: list[int]
+) -> None:
+    run_dir = tmp_path / "run"
+    code, _, err = hydra_in_process(
+        [*SMALL, *plugin(STEPS_PER_EPOCH, tmp_path / "fired", 15), f"hydra.run.dir={run_dir}"]
+    )
+    line = error_line(err)
+    assert code == 143, err
+    assert line.startswith("error: interrupted by SIGTERM at the end of epoch 1: checkpoint ")
+    assert stray_signals == []
+    assert read_summary(run_dir)["status"] == "interrupted"
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["train_state"]["partial"] is None
+    assert ckpt["train_state"]["epoch"] == 1
+    assert len(metric_rows(run_dir)) == 1
+
+
+def test_second_signal_aborts_at_once_without_writing(
+    tmp_path: Path, stray_signals: list[int]
+) -> None:
+    run_dir = tmp_path / "run"
+    step = STEPS_PER_EPOCH + 2  # epoch 2: last.pt of epoch 1 exists
+    code, out, err = hydra_in_process(
+        [*SMALL, *plugin(step, tmp_path / "fired", 15, times=2), f"hydra.run.dir={run_dir}"]
+    )
+    line = error_line(err)
+    assert code == 143, err
+    assert line == "error: aborted by a second signal (SIGTERM); files already written are kept"
+    assert "Traceback" not in out
+    assert stray_signals == []
+    # nothing was written after the abort: summary still says running, last.pt is epoch 1's
+    assert read_summary(run_dir)["status"] == "running"
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["train_state"]["epoch"] == 1 and ckpt["train_state"]["partial"] is None
+
+
+def test_a_signal_stops_the_whole_sweep(tmp_path: Path, stray_signals: list[int]) -> None:
+    sweep_dir = tmp_path / "sweep"
+    code, _, err = hydra_in_process(
+        [
+            "-m",
+            *SMALL,
+            *plugin(2, tmp_path / "fired", 2),
+            "seed=0,1",
+            f"hydra.sweep.dir={sweep_dir}",
+        ]
+    )
+    line = error_line(err)
+    assert code == 130, err
+    assert re.match(r"error: interrupted by SIGINT at epoch 1, step 2/7: ", line), line
+    assert read_summary(sweep_dir / "0")["status"] == "interrupted"
+    assert not (sweep_dir / "1").exists()  # the second job never started
+    assert stray_signals == []

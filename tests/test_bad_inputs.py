@@ -97,6 +97,20 @@ CASES = [
     # split
     (["split.val_fraction=1.5"], 2, "split.val_fraction=1.5: must be in (0, 1)"),
     (["split.val_fraction=0"], 2, "split.val_fraction=0: must be in (0, 1)"),
+    (["split=adversarial", "split.folds=1"], 2, "split.folds=1: must be an integer ≥ 2"),
+    (
+        ["split=adversarial", "dataset.num_test=1"],
+        2,
+        "split.folds=5: needs at least that many train and test images (have 512 and 1)",
+    ),
+    # loss and aug: the articles' parameter ranges
+    (["loss=gamma_ce", "loss.gamma=1.5"], 2, "loss.gamma=1.5: must be in [0, 1]"),
+    (["loss=gamma_ce", "loss.gamma=abc"], 2, "loss.gamma=abc: must be a number"),
+    (["loss=am_softmax", "loss.s=0"], 2, "loss.s=0: must be in (0, inf)"),
+    (["loss=am_softmax", "loss.m=-0.1"], 2, "loss.m=-0.1: must be in [0, 2]"),
+    (["loss=focal", "loss.gamma=-1"], 2, "loss.gamma=-1: must be in [0, inf)"),
+    (["+aug=mixup", "aug.alpha=0"], 2, "aug.alpha=0: must be in (0, inf)"),
+    (["+aug=samplepairing", "aug.prob=2"], 2, "aug.prob=2: must be in [0, 1]"),
     # model: constructor ranges and annotation types
     (["model.dropout=1.0"], 2, "model.dropout=1.0: must be in [0, 1)"),
     (["model.widths=abc"], 2, "model.widths=abc: must be a list of integers"),

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import train_in_process
-from fault_helpers import error_line, hydra_in_process, regx_process
+from conftest import compose_config
+from fault_helpers import FAST, error_line, hydra_in_process, regx_process
 
 BASE = ["dataset=synthetic", "trainer.epochs=1"]
 
@@ -220,11 +220,13 @@ def test_bf16_on_a_cpu_without_native_support_is_explained(
 ) -> None:
     """Not an error: torch emulates bfloat16 on such CPUs; the run says it will be slow."""
     import regx.engine.run as run
+    from regx.config.build import build_spec
 
     monkeypatch.setattr(run, "_cpu_has_bf16", lambda: False)
+    spec = build_spec(compose_config([*BASE, *FAST, "trainer.precision=bf16"]))
     with caplog.at_level(logging.WARNING, logger="regx"):
-        summary = train_in_process([*BASE, "trainer.precision=bf16"], tmp_path / "run")
-    assert summary["status"] == "finished"
+        trainer = run.Trainer(spec, tmp_path / "run")
+    assert str(trainer.device) == "cpu"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
         m.startswith("trainer.precision=bf16: this CPU has no native bfloat16") for m in warnings

@@ -32,9 +32,9 @@ from fault_helpers import (
 from regx.engine.checkpoint import atomic_write_bytes
 from regx.errors import RunInterrupted
 
-# 1024 synthetic images: 104 validate, 920 train = 14 steps of 64 per epoch
-RUN = ["dataset=synthetic", "dataset.num_train=1024", "trainer.epochs=5", "seed=3"]
-STEPS_PER_EPOCH = 14
+# 768 synthetic images: 76 validate, 692 train = 10 steps of 64 per epoch
+RUN = ["dataset=synthetic", "dataset.num_train=768", "trainer.epochs=5", "seed=3"]
+STEPS_PER_EPOCH = 10
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(
     assert second.returncode == 143, err
     line = error_line(err)
     assert re.fullmatch(
-        r"error: interrupted by SIGTERM at (epoch \d, step \d+/14|the end of epoch \d): "
+        r"error: interrupted by SIGTERM at (epoch \d, step \d+/10|the end of epoch \d): "
         rf"checkpoint {re.escape(str(last_pt))} saved; continue with: "
         rf"regx train --resume {re.escape(str(run_dir))}",
         line,

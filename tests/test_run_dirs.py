@@ -16,7 +16,7 @@ RUN_NAME = re.compile(r"\d\d-\d\d-\d\d-(\d{6})-(\d+)")
 
 
 def test_two_runs_started_together_get_their_own_complete_dirs(tmp_path: Path) -> None:
-    args = ["train", "dataset=synthetic", "trainer.epochs=1", *FAST]
+    args = ["train", "dataset=synthetic", "dataset.num_train=128", "trainer.epochs=1", *FAST]
     runs = [regx_process(args, cwd=tmp_path) for _ in range(2)]  # same instant, same folder
     outputs = [run.communicate(timeout=300) for run in runs]
     for run, (_, err) in zip(runs, outputs):

@@ -5,6 +5,7 @@ plugin ends in one line naming the extra."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from regx.config.sweeps import (
     finished_run,
     missing_plugin_message,
     objective_direction,
+    prefer_regx_plugin_configs,
 )
 from regx.engine.results import config_hash
 from regx.errors import UserError
@@ -54,6 +56,16 @@ def test_joblib_runs_the_jobs_in_parallel_processes_with_one_thread_each(cli, tm
         spans = sorted((s["started"], s["finished"]) for s in runs.values())
         # two jobs at once: a job starts before the one started before it has finished
         assert any(later[0] < earlier[1] for earlier, later in pairwise(spans)), spans
+    # `regx report` on the sweep dir lists the 4 runs
+    (sweep / "runs.csv").unlink(missing_ok=True)  # written by the end-of-sweep table too
+    rep = cli("report", str(sweep))
+    assert rep.returncode == 0, rep.stderr
+    assert "4 runs (4 finished)" in rep.stdout
+    with open(sweep / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((row["run"], row["status"], row["seed"]) for row in rows) == [
+        (str(i), "finished", str(i)) for i in range(4)
+    ]
 
 
 def test_optuna_search_prints_the_best_trial_and_its_value_is_the_summarys(cli, tmp_path):
@@ -304,3 +316,29 @@ def test_best_trial_without_optunas_results_file_is_the_best_recorded(tmp_path, 
     assert f"run dir: {tmp_path / '2'}" in out
     report_best(trials, tmp_path / "optimization_results.yaml", "val.acc", "maximize")
     assert capsys.readouterr().out.splitlines()[0] == "best trial: #0 of 3  val.acc = 0.7"
+
+
+@pytest.mark.parametrize(
+    ("launcher", "keys"),
+    [
+        ("joblib", {"n_jobs": -1}),
+        ("submitit_slurm", {"partition": None, "gpus_per_node": 1, "timeout_min": 60}),
+    ],
+)
+def test_regx_launcher_configs_build_the_plugins_launchers(launcher, keys):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from regx.config.paths import config_dir
+
+    prefer_regx_plugin_configs(config_dir())
+    overrides = [f"hydra/launcher={launcher}", "hydra/sweeper=optuna"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    node = cfg.hydra.launcher
+    assert {k: node[k] for k in keys} == keys
+    built = instantiate(node)
+    assert type(built).__module__.startswith(f"hydra_plugins.hydra_{launcher.split('_')[0]}")
+    # regx's Optuna sweeper config, not the plugin's (which has no `direction: auto`)
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.regx_sweepers.optuna_sweeper.OptunaSweeper"
+    assert cfg.hydra.sweeper.direction == "auto"

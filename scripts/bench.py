@@ -51,12 +51,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> float:
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for one call of `fn`.
+
+    On a shared CPU the CPU time is the steadier measure: it does not count the time
+    the process waits for a core that other processes hold.
+    """
     sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def verdict(ok: bool) -> str:
@@ -162,22 +167,24 @@ def bench_epoch(overrides: list[str], repeats: int, epochs_per_repeat: int) -> d
                 hand.epoch()
 
         regx_run(), hand_run()  # warm-up: allocator, kernels, cudnn autotuning
-        regx_times, hand_times = [], []
+        out: dict = {"steps": len(trainer.batches), "device": str(dev)}
+        t = {"regx": ([], []), "hand": ([], [])}  # (wall, cpu) per epoch
         for r in range(repeats):
             # alternate who goes first so a drift in machine load hits both alike
-            pair = (regx_run, hand_run) if r % 2 == 0 else (hand_run, regx_run)
-            t = {f: timed(f, dev) for f in pair}
-            regx_times.append(t[regx_run] / epochs_per_repeat)
-            hand_times.append(t[hand_run] / epochs_per_repeat)
-        ratios = [h / r for h, r in zip(hand_times, regx_times)]
-        return {
-            "steps": len(trainer.batches),
-            "device": str(dev),
-            "regx": regx_times,
-            "hand": hand_times,
-            "ratios": ratios,
-            "ratio": statistics.median(ratios),
-        }
+            pair = [("regx", regx_run), ("hand", hand_run)]
+            for name, fn in pair if r % 2 == 0 else reversed(pair):
+                wall, cpu = timed(fn, dev)
+                t[name][0].append(wall / epochs_per_repeat)
+                t[name][1].append(cpu / epochs_per_repeat)
+        for k, measure in enumerate(("wall", "cpu")):
+            ratios = [h / r for h, r in zip(t["hand"][k], t["regx"][k])]
+            out[measure] = {
+                "regx": t["regx"][k],
+                "hand": t["hand"][k],
+                "ratios": ratios,
+                "ratio": statistics.median(ratios),
+            }
+        return out
 
 
 # -- (b) data path vs DataLoader -----------------------------------------------------
@@ -226,14 +233,20 @@ def bench_data(n: int, batch_size: int, repeats: int, device: torch.device) -> d
     for fn in contenders.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in contenders}
+    cpu_times: dict[str, list[float]] = {k: [] for k in contenders}
     for r in range(repeats):
         order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
         for k in order:
-            times[k].append(timed(contenders[k], device))
-    out = {"times": times}
+            wall, cpu = timed(contenders[k], device)
+            times[k].append(wall)
+            cpu_times[k].append(cpu)
+    out = {"times": times, "cpu": cpu_times}
     for k in ("workers=0", "workers=2"):
         ratios = [b / a for a, b in zip(times["regx"], times[k])]
         out[k] = {"ratios": ratios, "ratio": statistics.median(ratios)}
+    # the CPU time of 2 workers is spent in other processes: only workers=0 compares
+    ratios = [b / a for a, b in zip(cpu_times["regx"], cpu_times["workers=0"])]
+    out["workers=0 cpu"] = {"ratios": ratios, "ratio": statistics.median(ratios)}
     return out
 
 
@@ -298,7 +311,7 @@ def main() -> int:
         f"regx bench — torch {torch.__version__}, device {device}, "
         f"{os.cpu_count()} CPU cores, {repeats} repeats; medians, repeats in brackets"
     )
-    ok = True
+    ok = {"wall": True, "cpu": True}  # targets met by wall-clock / by CPU-time figures
 
     print(
         "\n(a) training epoch: regx vs a hand-written loop (ratio = hand time / regx time; ≥ 0.97)"
@@ -312,23 +325,39 @@ def main() -> int:
             "dataset.num_classes=10",
             "dataset.train_augment.crop_padding=4",
             "dataset.train_augment.flip=true",
-            "dataset.num_train=2560" if not args.quick else "dataset.num_train=1024",
+            "dataset.num_train=1440" if not args.quick else "dataset.num_train=720",
             "trainer.batch_size=256",
         ],
     }
+    if device.type == "cuda":
+        # the GPU recipe's own shape: AirNet, bf16, channels_last, data on the device
+        workloads["synthetic 32×32×3, airnet, trainer=fast, batch 512"] = [
+            "dataset=synthetic",
+            "dataset.image_size=32",
+            "dataset.channels=3",
+            "dataset.num_classes=10",
+            "dataset.num_train=20480",
+            "dataset.train_augment.crop_padding=2",
+            "dataset.train_augment.flip=true",
+            "model=airnet",
+            "trainer=fast",
+        ]
     for name, extra in workloads.items():
         res = bench_epoch(
             ["trainer.progress=false", "trainer.checkpoint=false", *extra],
             repeats,
             epochs_per_repeat=2 if args.quick else 4,
         )
-        good = res["ratio"] >= 0.97
-        ok &= good
-        print(
-            f"  {name}: {res['steps']} steps/epoch on {res['device']}\n"
-            f"    ratio {res['ratio']:.3f} {fmt(res['ratios'])}  {verdict(good)}\n"
-            f"    regx {fmt(res['regx'], ' s')}\n    hand {fmt(res['hand'], ' s')}"
-        )
+        print(f"  {name}: {res['steps']} steps/epoch on {res['device']}")
+        for measure in ("wall", "cpu"):
+            m = res[measure]
+            good = m["ratio"] >= 0.97
+            ok[measure] &= good
+            print(
+                f"    {measure:4} ratio {m['ratio']:.3f} {fmt(m['ratios'])}  {verdict(good)}\n"
+                f"         regx {fmt(m['regx'], ' s')} per epoch\n"
+                f"         hand {fmt(m['hand'], ' s')} per epoch"
+            )
 
     n = 10_000 if args.quick else 50_000
     print(
@@ -336,14 +365,25 @@ def main() -> int:
         "(ratio = DataLoader time / regx time; ≥ 2)"
     )
     res = bench_data(n, 512, repeats, device)
-    print(f"  regx in-memory     {fmt(res['times']['regx'], ' s')}")
+    print(
+        f"  regx in-memory      wall {fmt(res['times']['regx'], ' s')}"
+        f"  cpu {fmt(res['cpu']['regx'], ' s')}"
+    )
     for k in ("workers=0", "workers=2"):
         good = res[k]["ratio"] >= 2
-        ok &= good
+        ok["wall"] &= good
         print(
-            f"  DataLoader {k}: {fmt(res['times'][k], ' s')}\n"
-            f"    ratio {res[k]['ratio']:.1f}× {fmt(res[k]['ratios'], digits=1)}  {verdict(good)}"
+            f"  DataLoader {k}: wall {fmt(res['times'][k], ' s')}\n"
+            f"    wall ratio {res[k]['ratio']:.1f}× {fmt(res[k]['ratios'], digits=1)}  {verdict(good)}"
         )
+    m = res["workers=0 cpu"]
+    good = m["ratio"] >= 2
+    ok["cpu"] &= good
+    print(
+        f"  DataLoader workers=0 cpu {fmt(res['cpu']['workers=0'], ' s')}\n"
+        f"    cpu ratio {m['ratio']:.1f}× {fmt(m['ratios'], digits=1)}  {verdict(good)}"
+        "  (workers=2 spends its CPU in other processes: wall only)"
+    )
 
     if not args.skip_commands:
         train_args = ["trainer.epochs=2"] if args.quick else []
@@ -352,7 +392,7 @@ def main() -> int:
         report = [s["report"] for s in share]
         ev = [s["eval"] for s in share]
         good = statistics.median(report) <= 0.03
-        ok &= good
+        ok["wall"] &= good
         print(
             f"\n(c) report time / whole `regx train {' '.join(train_args)}` wall time (≤ 3 %)\n"
             f"  report {100 * statistics.median(report):.1f} % "
@@ -364,7 +404,7 @@ def main() -> int:
         h, t = res["help"], res["train"]
         good_help = statistics.median(h["wall"]) <= 0.5
         good_train = statistics.median(t["wall"]) <= 15
-        ok &= good_help and good_train
+        ok["wall"] &= good_help and good_train
         print(
             "\n(d) whole commands (wall; CPU seconds of the process in brackets below)\n"
             f"  regx --help: {statistics.median(h['wall']):.2f} s {fmt(h['wall'], ' s', 2)}"
@@ -375,7 +415,10 @@ def main() -> int:
             f"  {verdict(good_train)} (≤ 15 s)\n"
             f"    cpu {fmt(t['cpu'], ' s', 2)}"
         )
-    print(f"\n{'all targets met' if ok else 'some targets missed'}")
+    print(
+        f"\nwall-clock targets: {'all met' if ok['wall'] else 'some missed'}; "
+        f"(a)/(b) in CPU time: {'all met' if ok['cpu'] else 'some missed'}"
+    )
     return 0
 
 

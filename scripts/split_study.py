@@ -47,7 +47,7 @@ PRESETS: dict[str, list[str]] = {
         "trainer.epochs=10",
         "trainer.batch_size=128",
         "dataset.test_shift=corrupt",
-        "shift.kind=contrast",
+        "shift.kind=brightness",
         "shift.severity=3",
         "split.pca=32",
     ],

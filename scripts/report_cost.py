@@ -9,7 +9,8 @@ imports), interleaving three variants:
 
 - `report`: as shipped; summary.json's `report_time_s` is the time `write_run_report`
   took (report.md and every figure, including the matplotlib import if not yet done);
-- `no-preload`: the same without importing matplotlib in the background while training;
+- `no-preload`: the same without loading matplotlib (and drawing a throwaway copy of each
+  figure, to warm its caches) in a background thread while the run trains;
 - `none`: `write_run_report` replaced by a no-op, so matplotlib is never imported.
 
 It prints per run the process wall and CPU time, the run's `wall_time_s`, `report_time_s`

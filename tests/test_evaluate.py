@@ -77,6 +77,20 @@ def test_last_checkpoint_best_weights_are_used_without_best_pt(run, tmp_path):
     assert summary["test"] == trained["test"]
 
 
+def test_a_validation_split_that_came_out_differently_is_refused(run, tmp_path):
+    import numpy as np
+
+    run_dir, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval"))
+    with np.load(copy / "predictions.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["val_labels"] = np.roll(arrays["val_labels"], 1)
+    np.savez(copy / "predictions.npz", **arrays)
+    with pytest.raises(UserError, match="validation split recomputed"):
+        evaluate(copy, [])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

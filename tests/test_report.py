@@ -101,6 +101,28 @@ def test_weighted_split_fits_the_temperature_with_its_weights(tmp_path):
     assert "](split.png)" in text and png_size(tmp_path / "split.png")[0] > 300
 
 
+def test_preload_draws_every_figure_kind_off_the_main_thread():
+    import io
+    import threading
+
+    from regx.report import figures, run_report
+
+    buffers: list[io.BytesIO] = []
+
+    def sink() -> io.BytesIO:
+        buffers.append(io.BytesIO())
+        return buffers[-1]
+
+    worker = threading.Thread(target=run_report.draw_dummy_report, args=(sink,))
+    worker.start()
+    worker.join()
+    assert len(buffers) == 3
+    for buf in buffers:
+        assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n" and len(buf.getvalue()) > 5000
+    figures.preload_in_background()  # idempotent; a figure made afterwards waits for it
+    assert figures.new_figure(1, 1) is not None and not figures._preload.is_alive()
+
+
 def synthetic_predictions(n: int = 300, k: int = 5, scale: float = 3.0, seed: int = 0):
     rng = np.random.default_rng(seed)
     logits = torch.as_tensor(rng.normal(scale=scale, size=(n, k)), dtype=torch.float32)
@@ -412,11 +434,13 @@ def test_report_cli_errors_are_one_line(cli, tmp_path, sweep_dir):
 
 
 # -- a real sweep: 2 losses × 3 seeds, the end-of-multirun table, a killed run ---------------
+SMALL = ["dataset.num_train=256", "dataset.num_test=128", "trainer.threads=1"]
+
+
+@pytest.mark.slow
 def test_multirun_prints_the_comparison_table_and_report_lists_a_killed_run(cli, tmp_path):
     env = {"OMP_NUM_THREADS": "1"}
-    result = cli(
-        "train", "-m", "loss=ce,gamma_ce", "seed=0,1,2", *TINY, "trainer.threads=1", env=env
-    )
+    result = cli("train", "-m", "loss=ce,gamma_ce", "seed=0,1,2", *TINY, *SMALL, env=env)
     assert result.returncode == 0, result.stderr
     sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
     # the Hydra callback's table: one row per loss, n = 3, with a std
@@ -446,7 +470,7 @@ def test_multirun_prints_the_comparison_table_and_report_lists_a_killed_run(cli,
             f"hydra.run.dir={killed}",
             *TINY,
             "trainer.epochs=500",
-            "trainer.threads=1",
+            *SMALL,
         ],
         cwd=tmp_path,
         env={**os.environ, **env},

@@ -3,8 +3,9 @@ test set, and write a fresh report into RUN_DIR/eval/<time>-<overrides>/.
 
 The config is the run's own `.hydra/config.yaml` with the overrides applied (Hydra's
 override syntax: `key=value`, `+key=value`, `~key`). The validation set is always the
-run's original one: it is the only data, besides the test set, that the model did not
-train on, and the temperature is fitted there. Overrides that would change which images
+run's original one — recomputed from the run's unchanged config and seed, as every split
+strategy is deterministic given both: it is the only data, besides the test set, that the
+model did not train on, and the temperature is fitted there. Overrides that would change which images
 were training images (`seed`, `split.*`, the dataset's training data) are refused; the
 test set can change freely (`dataset.test_shift=corrupt shift.severity=5`).
 """
@@ -46,6 +47,27 @@ def _checkpoint(run_dir: Path) -> tuple[dict[str, Any], str, int | None]:
         f"{run_dir} has no checkpoints/best.pt or last.pt to evaluate "
         "(was it trained with trainer.checkpoint=false?)"
     )
+
+
+def _check_same_validation(run_dir: Path, val_labels: Any) -> None:
+    """The recomputed validation labels must equal those the run stored: a cheap guard
+    against a split that came out differently (the temperature would then be fitted on
+    images the model may have trained on)."""
+    import numpy as np
+
+    stored = run_dir / "predictions.npz"
+    if not stored.is_file():
+        return
+    with np.load(stored) as npz:
+        if "val_labels" not in npz.files:
+            return
+        same = np.array_equal(npz["val_labels"], val_labels.cpu().numpy())
+    if not same:
+        raise UserError(
+            f"the validation split recomputed from {run_dir}'s config differs from the one "
+            "the run used (predictions.npz val_labels); the model may have trained on it, so "
+            "evaluate will not fit a temperature there"
+        )
 
 
 def _check_override(override: Any) -> None:
@@ -162,6 +184,7 @@ def evaluate(
 
     # Validation (and the split) exactly as in training; the test set as overridden.
     prep = prepare_data(trained, device)
+    _check_same_validation(run_dir, prep.val_y)
     same_data = OmegaConf.to_container(base.dataset) == OmegaConf.to_container(cfg.dataset) and (
         OmegaConf.to_container(base.get("shift") or {})
         == OmegaConf.to_container(cfg.get("shift") or {})

@@ -1,9 +1,12 @@
 """`regx report PATH…`: every run under the paths, grouped by experiment, compared.
 
 A run is a folder holding `.hydra/config.yaml` (Hydra writes it before the job starts, so
-killed runs are found too). Its state comes from summary.json: `status: finished`, or
-`failed` / `diverged` / `interrupted` with a message; no summary.json (or `status: running`)
-means the run is unfinished — killed, or still going.
+killed runs are found too). Its state comes from summary.json: `finished`, or `failed` /
+`diverged` / `interrupted` with a message. The engine writes `running` with its pid when
+training starts, so a run killed outright still says `running`: when that pid is gone on
+this machine the run is listed as `unfinished` (killed); with no summary.json, or a pid on
+another machine, it is `unfinished` too (killed or still going), and only a live pid shows
+as `running`. Unfinished runs are listed, never dropped.
 
 Runs form one group when their resolved configs are equal once the seed, output locations
 and execution-only settings (threads, device, progress bars, …; see `EXECUTION_KEYS`) are
@@ -93,6 +96,8 @@ TABLE_COLUMNS = (
 
 @dataclass
 class RunRecord:
+    """One run folder: its state, resolved config, Hydra choices and overrides, summary."""
+
     path: Path
     status: str
     message: str
@@ -127,6 +132,8 @@ class RunRecord:
 
 @dataclass
 class Group:
+    """Runs with the same experiment config; `label` says how it differs from the others."""
+
     index: int
     label: dict[str, str]
     runs: list[RunRecord]
@@ -213,8 +220,15 @@ def _process_alive(pid: Any, host: Any) -> bool | None:
 
 
 def read_run(run_dir: Path) -> RunRecord:
+    """The run in `run_dir` as its files describe it (see the module docstring for states)."""
+    import yaml
+
     hydra_dir = run_dir / ".hydra"
-    config = _yaml(hydra_dir / "config.yaml") or {}
+    try:
+        config = _yaml(hydra_dir / "config.yaml") or {}
+    except (OSError, yaml.YAMLError) as e:  # list the run rather than stop the report
+        message = f".hydra/config.yaml unreadable ({type(e).__name__})"
+        return RunRecord(run_dir, "unfinished", message, {}, {}, [], {}, _epochs_logged(run_dir))
     overrides = (
         [str(o) for o in (_yaml(hydra_dir / "overrides.yaml") or [])]
         if (hydra_dir / "overrides.yaml").is_file()

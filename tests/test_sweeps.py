@@ -29,7 +29,8 @@ from regx.config.sweeps import (
 from regx.engine.results import config_hash
 from regx.errors import UserError
 
-SMOKE = ["trainer=smoke", "trainer.progress=false"]
+# one epoch: these tests are about the sweep machinery, not the training
+SMOKE = ["trainer=smoke", "trainer.epochs=1", "trainer.progress=false"]
 
 
 def summaries(sweep_dir: Path) -> dict[int, dict[str, Any]]:
@@ -110,7 +111,6 @@ def test_optuna_records_a_failed_run_as_a_failed_trial_and_goes_on(cli, tmp_path
         # 1.5 for the first trial and 0.3 for the second
         "loss.gamma=choice(0.3,1.5)",
         "hydra.sweeper.n_trials=2",
-        "trainer.epochs=1",
         *SMOKE,
         f"hydra.sweep.dir={sweep}",
     )

@@ -11,7 +11,6 @@ Two costs are avoided here on purpose:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import sys
@@ -54,24 +53,19 @@ def available_cores() -> int:
 
 
 def default_threads() -> int:
-    """Intra-op threads for one run: `OMP_NUM_THREADS` when set (joblib sets it per worker),
-    else every core that other processes are not already keeping busy.
+    """Intra-op threads for one run: `OMP_NUM_THREADS` when set (the joblib launcher sets it
+    to 1 per worker), else every available core.
 
-    Why not simply all cores: torch's OpenMP threads spin at each barrier, so when the cores
-    are shared with other busy processes a 2-thread step can run 10–20× slower than a
-    1-thread one (measured on a 2-core machine at load 8). On an idle machine the load is
-    near zero and this is all cores.
+    Deliberately not adapted to the machine's current load: the thread count can change
+    floating-point reduction order, and the same seed must give the same numbers. On a
+    machine shared with other busy processes, pass `trainer.threads=1`: torch's OpenMP
+    threads spin at each barrier, and an oversubscribed 2-thread step was measured 10–20×
+    slower than a 1-thread one on a 2-core machine at load 8.
     """
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    cores = available_cores()
-    try:
-        # the 1-minute load counts this process too, hence the +1
-        busy_elsewhere = os.getloadavg()[0] - 1
-    except OSError:  # no load average on this platform
-        return cores
-    return max(1, min(cores, math.floor(cores - busy_elsewhere + 0.5)))
+    return available_cores()
 
 
 def set_deterministic(mode: bool, compiling: bool = False) -> None:

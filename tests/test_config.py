@@ -20,7 +20,7 @@ def test_defaults_match_the_spec(compose_cfg):
     assert cfg.model._target_.endswith("cnn.SmallCNN")
     assert cfg.loss._target_.endswith("ce.CrossEntropy")
     assert cfg.split._target_.endswith("random.RandomSplit")
-    assert cfg.trainer.epochs == 30
+    assert cfg.trainer.epochs == 25
     assert cfg.aug is None
     assert cfg.seed == 0 and cfg.out_dir == "outputs"
 

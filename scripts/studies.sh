@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Re-run the four studies of docs/studies.md from scratch and regenerate the page, its
-# tables and its plots. Sized for a 2-core CPU: two joblib workers, one thread each.
+# tables and its plots. Sized for a 2-core CPU (under an hour): the three seeds of an arm run
+# as three joblib jobs of one thread each.
 #
 #   bash scripts/studies.sh                 # digits and the CIFAR-10 subset
 #   STUDY_SCALES=digits bash scripts/studies.sh
 #
 # Environment: REGX_CIFAR10 (the CIFAR-10 ImageFolder, default ../shared/data/cifar10-jpg),
-# STUDY_OUT (run directories, default outputs/studies), STUDY_JOBS (parallel jobs, 2),
+# STUDY_OUT (run directories, default outputs/studies), STUDY_JOBS (parallel jobs, 3),
 # STUDY_SEEDS (default 0,1,2), STUDY_EXTRA (overrides added to every run, e.g.
 # "trainer.epochs=1" to check the pipeline in a minute).
 # The CIFAR-10 images are decoded once into the regx cache (~/.cache/regx) before the runs.
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${STUDY_OUT:-outputs/studies}
-JOBS=${STUDY_JOBS:-2}
+JOBS=${STUDY_JOBS:-3}
 SCALES=${STUDY_SCALES:-digits cifar}
 SEEDS=${STUDY_SEEDS:-0,1,2}
 read -r -a EXTRA <<< "${STUDY_EXTRA:-}"
@@ -23,7 +24,7 @@ export REGX_CIFAR10=${REGX_CIFAR10:-../shared/data/cifar10-jpg}
 started=$(date +%s)
 rm -rf "$OUT"
 
-# sweep SCALE ARM_DIR OVERRIDES...: one arm of a study, seeds 0-2, two jobs at a time
+# sweep SCALE ARM_DIR OVERRIDES...: one arm of a study, its seeds as parallel jobs
 sweep() {
   local scale=$1 dir=$2
   shift 2

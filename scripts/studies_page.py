@@ -28,9 +28,8 @@ from regx.report.sweep import Group, RunRecord, find_run_dirs, plot_compare, rea
 SCALES = {
     "digits": "digits (scikit-learn's 8×8 digits: 1,150 train / 287 validation / 359 test images; "
     "small CNN, 30 epochs; `experiment=study_digits`)",
-    "cifar": "CIFAR-10 subset (4,000 training images, 400 per class, 10 % of them for validation; "
-    "the full 10,000-image test set; PreAct ResNet-10 of width 16, 12 epochs; "
-    "`experiment=study_cifar`)",
+    "cifar": "CIFAR-10 subset (3,000 training images, 300 per class, 10 % of them for validation; "
+    "the full 10,000-image test set; the small CNN, 10 epochs; `experiment=study_cifar`)",
 }
 
 

@@ -127,3 +127,26 @@ def test_a_signal_stops_the_whole_sweep(tmp_path: Path, stray_signals: list[int]
     assert read_summary(sweep_dir / "0")["status"] == "interrupted"
     assert not (sweep_dir / "1").exists()  # the second job never started
     assert stray_signals == []
+
+
+def test_ctrl_c_before_the_run_starts_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("REGX_DEBUG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regx", "train", "dataset=synthetic", "trainer=smoke"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # importing torch/Hydra (or, on a fast machine, already training)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr

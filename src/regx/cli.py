@@ -120,7 +120,13 @@ def main() -> None:
 
     if len(sys.argv) <= 1:  # bare `regx`: help, successfully (click would exit 2)
         sys.argv.append("--help")
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        # Ctrl-C before a run started (e.g. while torch imports): nothing to save.
+        # During training the engine's own handler checkpoints and exits 130 instead.
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -74,10 +74,11 @@ def build_trainer(overrides: list[str], run_dir: Path):
 
     import regx.config  # noqa: F401  (registers the config resolvers)
     from regx.config.build import build_spec
+    from regx.config.hydra_compat import VERSION_BASE
     from regx.config.paths import config_dir
     from regx.engine.run import Trainer
 
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
         cfg = compose(config_name="config", overrides=overrides)
     return Trainer(build_spec(cfg, overrides), run_dir)
 

@@ -31,13 +31,14 @@ from hydra import compose, initialize_config_dir
 import regx.config  # noqa: F401  (registers the resolvers the config uses)
 from regx.aug.base import Mixer
 from regx.config.build import build_spec
+from regx.config.hydra_compat import VERSION_BASE
 from regx.config.paths import config_dir
 from regx.engine.progress import EpochProgress
 from regx.engine.run import Trainer
 
 
 def compose_overrides(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
         return compose(config_name="config", overrides=overrides)
 
 

@@ -329,15 +329,16 @@ def test_regx_launcher_configs_build_the_plugins_launchers(launcher, keys):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
+    from regx.config.hydra_compat import VERSION_BASE, instantiate_kwargs
     from regx.config.paths import config_dir
 
     prefer_regx_plugin_configs(config_dir())
     overrides = [f"hydra/launcher={launcher}", "hydra/sweeper=optuna"]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
     node = cfg.hydra.launcher
     assert {k: node[k] for k in keys} == keys
-    built = instantiate(node)
+    built = instantiate(node, **instantiate_kwargs())
     assert type(built).__module__.startswith(f"hydra_plugins.hydra_{launcher.split('_')[0]}")
     # regx's Optuna sweeper config, not the plugin's (which has no `direction: auto`)
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.regx_sweepers.optuna_sweeper.OptunaSweeper"

@@ -5,8 +5,8 @@
   where the plugin alone would abort the study on the NaN;
 - at the end, the best trial with its run dir; if every trial failed, one error line.
 
-Only `hydra` and `regx.errors` are imported here: Hydra imports this module whenever it
-scans for plugins.
+Only `hydra` and `regx.errors` are imported at the top: Hydra imports this module whenever
+it scans for plugins.
 """
 
 from __future__ import annotations
@@ -22,6 +22,20 @@ from omegaconf import DictConfig
 from regx.errors import MissingExtraError
 
 
+def _built(value: Any) -> Any:
+    """A nested `_target_` node (the sampler) as its object.
+
+    Hydra 1.3 builds plugins recursively; 1.4 passes nested nodes through unbuilt.
+    """
+    if isinstance(value, DictConfig) and "_target_" in value:
+        from hydra.utils import instantiate
+
+        from regx.config.hydra_compat import instantiate_kwargs
+
+        return instantiate(value, **instantiate_kwargs())
+    return value
+
+
 class OptunaSweeper(Sweeper):
     def __init__(self, direction: Any = "auto", **kwargs: Any) -> None:
         try:
@@ -34,7 +48,7 @@ class OptunaSweeper(Sweeper):
             ) from None
         self.plugin_cls = PluginSweeper
         self.direction = direction
-        self.kwargs = kwargs
+        self.kwargs = {key: _built(value) for key, value in kwargs.items()}
         self.plugin: Any = None
         self.recorder: Any = None
         self.objective = "val.acc"

@@ -2,10 +2,9 @@
 
 import os
 
-from omegaconf import OmegaConf
+from regx.config.hydra_compat import register_resolver
 
 # Used in hydra.run.dir / hydra.sweep.dir so that two runs started in the same microsecond
 # from two shells still get two directories. Cached, so every job of a sweep (also in
 # joblib workers, which receive the resolver cache with the config) sees the launcher's pid.
-if not OmegaConf.has_resolver("regx_pid"):
-    OmegaConf.register_new_resolver("regx_pid", lambda: os.getpid(), use_cache=True)
+register_resolver("regx_pid", lambda: os.getpid())

@@ -17,6 +17,7 @@ import io
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -88,7 +89,8 @@ def _condense(text: str) -> str:
         if out and not out.endswith((".", ":", ";")):
             out += ";"
         out += (" " if out else "") + ln
-    return out
+    # Hydra 1.4 prefixes a bad override's error with the whole command line; the error names it
+    return re.sub(r"^Error when parsing index: \d+, string: .* out of \[.*\]\. ", "", out)
 
 
 def _job_started() -> None:
@@ -186,6 +188,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     """Run the Hydra app on `args`; returns the exit code."""
     import hydra
 
+    from regx.config import hydra_compat
     from regx.config.paths import config_dir
     from regx.config.sweeps import missing_plugin_message, prefer_regx_plugin_configs
     from regx.engine import distributed
@@ -196,15 +199,14 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    # regx's conf/hydra/launcher/*.yaml and sweeper/*.yaml over the plugins' same-named ones
-    prefer_regx_plugin_configs(config_dir())
     try:
         # under torchrun: one run dir for all ranks, files and log lines from rank 0 only
         args = [*args, *distributed.torchrun_overrides(args)]
+        hydra_kwargs = hydra_compat.main_kwargs()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    main = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(task)
+    main = hydra.main(config_path=str(config_dir()), config_name="config", **hydra_kwargs)(task)
     saved_argv, saved_stderr = sys.argv, sys.stderr
     gate = StderrGate(saved_stderr)
     sys.argv = ["regx train", *args]
@@ -212,6 +214,9 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         sys.stderr = gate
     code: Any = 0
     try:
+        # regx's conf/hydra/launcher/*.yaml and sweeper/*.yaml over the plugins' same-named
+        # ones; behind the gate, since Hydra warns here about a plugin that fails to import
+        prefer_regx_plugin_configs(config_dir())
         main()
     except SystemExit as e:
         code = e.code

@@ -19,6 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from regx.config import hydra_compat
 from regx.config.schema import validate_top_level, validate_trainer
 from regx.errors import ConfigError, UserError, check
 
@@ -197,8 +198,11 @@ def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
     _check_keys(group, target, node)
     _check_types(group, target, node)
     try:
-        return instantiate(node, _convert_="all", **kwargs)
+        return instantiate(node, _convert_="all", **hydra_compat.instantiate_kwargs(), **kwargs)
     except InstantiationException as e:
+        untrusted = hydra_compat.untrusted_target_message(e)
+        if untrusted:
+            raise UserError(f"{group}.{untrusted}") from None
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause.under(group) from None

@@ -153,10 +153,11 @@ def resolve_run_dir(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
 
     import regx.config  # noqa: F401  (registers the resolvers the run dir uses)
+    from regx.config.hydra_compat import VERSION_BASE
     from regx.config.paths import config_dir
 
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
             cfg = compose(config_name="config", overrides=list(args), return_hydra_config=True)
             return str(cfg.hydra.run.dir)
     except Exception:

@@ -1,0 +1,90 @@
+"""What differs between the Hydra and OmegaConf releases regx runs on.
+
+regx supports hydra-core 1.3 and 1.4 (pip picks 1.4's release candidates as soon as a
+Hydra plugin is installed, since the plugins ask for `hydra-core>=1.1.0.dev7`) and
+omegaconf 2.3 and 2.4. Three things changed between them, all handled here:
+
+- `version_base`: Hydra 1.3 warns when it is missing; 1.4 deprecates it and warns when it
+  is given. `VERSION_BASE` holds the keyword arguments for `hydra.main` and
+  `initialize_config_dir` that keep both quiet.
+- Execution whitelist: Hydra 1.4 asks the calling code which `_target_`s a config may
+  instantiate (a config could otherwise name any callable). regx trusts its own package,
+  Hydra's plugins, and Optuna's samplers; a user who plugs in their own class names its
+  package in the environment variable `REGX_TRUSTED_TARGETS` (`mylab.*`, comma-separated),
+  which is read by trusted code, not by the config. Hydra 1.3 has no such check.
+- OmegaConf 2.4 renames `register_new_resolver` to `register_resolver`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+import omegaconf
+from omegaconf import OmegaConf
+
+from regx.errors import UserError
+
+TRUST_ENV = "REGX_TRUSTED_TARGETS"
+BUILTIN_TRUSTED = ("regx.*", "hydra_plugins.*", "optuna.samplers.*")
+_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(\.\*)?$")
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor = re.match(r"(\d+)\.(\d+)", version).groups()  # type: ignore[union-attr]
+    return int(major), int(minor)
+
+
+HAS_EXECUTION_WHITELIST = _major_minor(hydra.__version__) >= (1, 4)
+VERSION_BASE: dict[str, Any] = {} if HAS_EXECUTION_WHITELIST else {"version_base": "1.3"}
+# OmegaConf 2.3's `register_resolver` is the legacy string-argument API; 2.4 reuses the name
+NEW_RESOLVER_API = _major_minor(omegaconf.__version__) >= (2, 4)
+
+
+def trusted_targets() -> list[str]:
+    """The `_target_` patterns regx lets a config instantiate (a trailing `.*`: a package)."""
+    extra = [p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()]
+    for pattern in extra:
+        if not _PATTERN.match(pattern):
+            raise UserError(
+                f"{TRUST_ENV}={os.environ[TRUST_ENV]}: {pattern!r} is not a dotted name or a "
+                "package prefix ending in '.*' (e.g. mylab.* or mylab.losses.MyLoss)"
+            )
+    return [*BUILTIN_TRUSTED, *extra]
+
+
+def main_kwargs() -> dict[str, Any]:
+    """Keyword arguments for `hydra.main` (the whitelist also covers Hydra's callbacks)."""
+    if HAS_EXECUTION_WHITELIST:
+        return {**VERSION_BASE, "execution_whitelist": trusted_targets()}
+    return dict(VERSION_BASE)
+
+
+def instantiate_kwargs() -> dict[str, Any]:
+    """Keyword arguments for `hydra.utils.instantiate` (also in joblib workers, which do not
+    inherit `hydra.main`'s whitelist context)."""
+    return {"_execution_whitelist_": trusted_targets()} if HAS_EXECUTION_WHITELIST else {}
+
+
+def untrusted_target_message(error: Exception) -> str | None:
+    """The one-line fix for Hydra 1.4's refusal of a `_target_` outside the whitelist."""
+    found = re.search(r"Target '([^']+)' is not in the Hydra execution whitelist", str(error))
+    if not found:
+        return None
+    target = found.group(1)
+    package = target.split(".")[0]
+    return (
+        f"_target_={target} is not trusted (regx instantiates {', '.join(BUILTIN_TRUSTED)}); "
+        f"to use your own class, export {TRUST_ENV}='{package}.*'"
+    )
+
+
+def register_resolver(name: str, resolver: Callable[..., Any]) -> None:
+    """Register a cached OmegaConf resolver once, under either OmegaConf's API."""
+    if OmegaConf.has_resolver(name):
+        return
+    register = OmegaConf.register_resolver if NEW_RESOLVER_API else OmegaConf.register_new_resolver
+    register(name, resolver, use_cache=True)

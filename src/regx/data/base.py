@@ -56,7 +56,7 @@ class ImageData:
 
 def channel_stats(x: torch.Tensor, max_images: int = 10_000) -> tuple[tuple[float, ...], ...]:
     """Per-channel mean and std of uint8 images, scaled to [0, 1] (on at most `max_images`)."""
-    sample = x[: max_images].to(torch.float64) / 255.0
+    sample = x[:max_images].to(torch.float64) / 255.0
     mean = sample.mean(dim=(0, 2, 3))
     std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return tuple(mean.tolist()), tuple(std.tolist())
@@ -121,13 +121,13 @@ class DatasetSource:
         if subset is not None:
             check(
                 isinstance(subset, int) and not isinstance(subset, bool) and subset > 0,
-                "subset", subset, "must be a positive number of training images (or null)",
+                "subset",
+                subset,
+                "must be a positive number of training images (or null)",
             )
         if self.mean or self.std:
             n = len(self.mean)
-            check(
-                n > 0, "mean", "null", "must be set together with std (one value per channel)"
-            )
+            check(n > 0, "mean", "null", "must be set together with std (one value per channel)")
             check(n == len(self.std), "std", list(self.std), f"must have {n} values like mean")
             check(all(s > 0 for s in self.std), "std", list(self.std), "must be positive")
 
@@ -142,7 +142,8 @@ class DatasetSource:
         data = self._load_raw()
         if self.num_classes is not None and data.num_classes != self.num_classes:
             raise ConfigError(
-                "dataset.num_classes", self.num_classes,
+                "dataset.num_classes",
+                self.num_classes,
                 f"the data in {self.root} has {data.num_classes} classes; "
                 f"set dataset.num_classes={data.num_classes} or null",
             )
@@ -150,7 +151,8 @@ class DatasetSource:
             n = len(data.train_y)
             if self.subset > n:
                 raise ConfigError(
-                    "dataset.subset", self.subset,
+                    "dataset.subset",
+                    self.subset,
                     f"must be at most the {n} training images of {data.name}",
                 )
             idx = stratified_subset(data.train_y, self.subset, seed)
@@ -159,7 +161,9 @@ class DatasetSource:
         data = self.shift.apply(data, self.test_shift, seed)
         if self.mean:
             check(
-                len(self.mean) == data.channels, "dataset.mean", list(self.mean),
+                len(self.mean) == data.channels,
+                "dataset.mean",
+                list(self.mean),
                 f"must have one value per channel ({data.channels})",
             )
             data = replace(data, mean=self.mean, std=self.std)
@@ -175,18 +179,22 @@ def stratified_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     remainder = n - take.sum()
     take[np.argsort(-(quota - take), kind="stable")[:remainder]] += 1
     rng = np.random.default_rng(seed)
-    parts = [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take)]
+    parts = [
+        rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take)
+    ]
     idx = np.sort(np.concatenate(parts))
     return torch.from_numpy(idx)
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (rest, held_out) with `fraction` of each class held out."""
     rng = np.random.default_rng(seed)
     held = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        k = int(round(fraction * len(idx)))
+        k = round(fraction * len(idx))
         held.append(rng.choice(idx, size=k, replace=False))
     held_out = np.sort(np.concatenate(held))
     rest = np.setdiff1d(np.arange(len(labels)), held_out)

@@ -29,7 +29,12 @@ def _read_digits() -> tuple[np.ndarray, np.ndarray]:
     spec = importlib.util.find_spec("sklearn")
     csv = None
     if spec is not None and spec.submodule_search_locations:
-        csv = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+        csv = (
+            Path(next(iter(spec.submodule_search_locations)))
+            / "datasets"
+            / "data"
+            / "digits.csv.gz"
+        )
     if csv is not None and csv.is_file():
         with gzip.open(csv, "rt") as f:
             table = np.loadtxt(f, delimiter=",", dtype=np.float32)
@@ -50,9 +55,14 @@ class Digits(DatasetSource):
         y = torch.from_numpy(labels)
         train_idx, test_idx = stratified_split(labels, TEST_FRACTION, seed=0)
         if self.image_size not in (None, 8):
-            x = torch.nn.functional.interpolate(
-                x.float(), size=self.image_size, mode="bilinear", align_corners=False
-            ).round().clamp(0, 255).to(torch.uint8)
+            x = (
+                torch.nn.functional.interpolate(
+                    x.float(), size=self.image_size, mode="bilinear", align_corners=False
+                )
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
         return ImageData(
             name=self.name,
             train_x=x[train_idx],

@@ -72,7 +72,8 @@ def _decode_all(paths: list[Path], size: int | None, channels: int) -> np.ndarra
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ConfigError(
-            "dataset.image_size", size,
+            "dataset.image_size",
+            size,
             f"the images have different sizes ({len(shapes)} distinct, e.g. "
             f"{sorted(shapes)[:2]}): set dataset.image_size=N to resize them",
         )
@@ -89,7 +90,9 @@ class ImageFolder(DatasetSource):
 
     def _load_raw(self) -> ImageData:
         if self.root is None:
-            raise DataError("dataset.root is not set: pass dataset.root=DIR (with train/ and test/)")
+            raise DataError(
+                "dataset.root is not set: pass dataset.root=DIR (with train/ and test/)"
+            )
         train_classes, train_items = _list_split(self.root / "train")
         test_classes, test_items = _list_split(self.root / "test")
         if test_classes != train_classes:
@@ -107,7 +110,8 @@ class ImageFolder(DatasetSource):
             test_x = _decode_all([p for p, _ in test_items], self.image_size, self.channels)
             if train_x.shape[1:] != test_x.shape[1:]:
                 raise ConfigError(
-                    "dataset.image_size", self.image_size,
+                    "dataset.image_size",
+                    self.image_size,
                     f"train images are {train_x.shape[2:]} but test images are "
                     f"{test_x.shape[2:]}: set dataset.image_size=N to resize them",
                 )
@@ -132,7 +136,9 @@ class ImageFolder(DatasetSource):
         h.update(f"{self.root.resolve()}|{self.image_size}|{self.channels}|v1".encode())
         for path, label in items:
             st = path.stat()
-            h.update(f"{path.relative_to(self.root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            h.update(
+                f"{path.relative_to(self.root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode()
+            )
         return h.hexdigest()[:20]
 
     def _cache_folder(self, key: str) -> Path | None:

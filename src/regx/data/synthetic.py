@@ -30,13 +30,20 @@ class Synthetic(DatasetSource):
         check_range("num_train", num_train, 1)
         check_range("num_test", num_test, 1)
         check_range("noise", noise, 0)
-        self.num_train, self.num_test, self.noise, self.data_seed = num_train, num_test, noise, data_seed
+        self.num_train, self.num_test, self.noise, self.data_seed = (
+            num_train,
+            num_test,
+            noise,
+            data_seed,
+        )
 
     def _load_raw(self) -> ImageData:
         k, c, s = self.num_classes, self.channels, self.image_size
         g = torch.Generator().manual_seed(self.data_seed)
         coarse = torch.randn(k, c, max(2, s // 4), max(2, s // 4), generator=g)
-        templates = torch.nn.functional.interpolate(coarse, size=s, mode="bilinear", align_corners=False)
+        templates = torch.nn.functional.interpolate(
+            coarse, size=s, mode="bilinear", align_corners=False
+        )
         templates = templates / templates.flatten(1).std(dim=1).view(k, 1, 1, 1)
 
         def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,6 +55,10 @@ class Synthetic(DatasetSource):
         train_x, train_y = draw(self.num_train)
         test_x, test_y = draw(self.num_test)
         return ImageData(
-            name=self.name, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+            name=self.name,
+            train_x=train_x,
+            train_y=train_y,
+            test_x=test_x,
+            test_y=test_y,
             classes=[f"class{i}" for i in range(k)],
         )

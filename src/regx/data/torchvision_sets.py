@@ -63,7 +63,8 @@ class TorchvisionSource(DatasetSource):
             reason = " ".join(str(e).split())[:160]
             where = Path(self.root) / self.folder_hint if self.folder_hint else Path(self.root)
             how = (
-                "could not be downloaded" if self.download
+                "could not be downloaded"
+                if self.download
                 else "is missing and dataset.download=false"
             )
             raise DataError(
@@ -72,7 +73,9 @@ class TorchvisionSource(DatasetSource):
             ) from e
         train_x, train_y = self._arrays(train)
         test_x, test_y = self._arrays(test)
-        classes = list(getattr(train, "classes", [])) or [str(i) for i in range(int(train_y.max()) + 1)]
+        classes = list(getattr(train, "classes", [])) or [
+            str(i) for i in range(int(train_y.max()) + 1)
+        ]
         x_tr, x_te = torch.from_numpy(train_x), torch.from_numpy(test_x)
         if self.image_size is not None and self.image_size != x_tr.shape[-1]:
             x_tr, x_te = _resize(x_tr, self.image_size), _resize(x_te, self.image_size)

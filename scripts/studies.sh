@@ -29,12 +29,21 @@ sweep() {
   local scale=$1 dir=$2
   shift 2
   echo "== $scale / $dir: $*"
+  local log
+  log="$OUT/$scale/$(echo "$dir" | tr / _).log"
   regx train -m hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS" \
     "hydra.sweep.dir=$OUT/$scale/$dir" "experiment=study_$scale" "seed=$SEEDS" "$@" ${EXTRA[@]+"${EXTRA[@]}"} \
-    > "$OUT/$scale/$(echo "$dir" | tr / _).log" 2>&1 || {
-    echo "sweep $scale/$dir failed; see $OUT/$scale/$(echo "$dir" | tr / _).log"
+    > "$log" 2>&1 || {
+    echo "sweep $scale/$dir failed; see $log"
     exit 1
   }
+  # a sweep goes on past a failed job; a study must not (its table would miss seeds)
+  local not_finished="  (failed|diverged|interrupted|unfinished|running): "
+  if grep -Eq "$not_finished" "$log"; then
+    grep -E "$not_finished" "$log" | head -3
+    echo "a run of $scale/$dir failed; see $log"
+    exit 1
+  fi
 }
 
 for scale in $SCALES; do

@@ -42,6 +42,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # -- helpers -------------------------------------------------------------------------
+def default_epochs() -> int:
+    """The default trainer's epochs, as `regx train` with no overrides runs it."""
+    from omegaconf import OmegaConf
+
+    from regx.config.paths import config_dir
+
+    return int(OmegaConf.load(config_dir() / "trainer" / "default.yaml").epochs)
+
+
 def fmt(values: list[float], unit: str = "", digits: int = 3) -> str:
     return "[" + ", ".join(f"{v:.{digits}f}{unit}" for v in values) + "]"
 
@@ -411,7 +420,7 @@ def main() -> int:
             f"  regx --help: {statistics.median(h['wall']):.2f} s {fmt(h['wall'], ' s', 2)}"
             f"  {verdict(good_help)} (≤ 0.5 s)\n"
             f"    cpu {fmt(h['cpu'], ' s', 2)}\n"
-            f"  regx train {' '.join(train_args) or '(default: digits, 30 epochs)'}: "
+            f"  regx train {' '.join(train_args) or f'(default: digits, {default_epochs()} epochs)'}: "
             f"{statistics.median(t['wall']):.2f} s {fmt(t['wall'], ' s', 2)}"
             f"  {verdict(good_train)} (≤ 15 s)\n"
             f"    cpu {fmt(t['cpu'], ' s', 2)}"

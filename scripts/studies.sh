@@ -41,7 +41,7 @@ sweep() {
   local not_finished="  (failed|diverged|interrupted|unfinished|running): "
   if grep -Eq "$not_finished" "$log"; then
     grep -E "$not_finished" "$log" | head -3
-    echo "a run of $scale/$dir failed; see $log"
+    echo "a run of $scale/$dir did not finish; see $log"
     exit 1
   fi
 }

@@ -34,9 +34,10 @@ def test_version_keywords_match_the_installed_hydra():
     import hydra
 
     major, minor = (int(p) for p in hydra.__version__.split(".")[:2])
-    assert hydra_compat.HAS_EXECUTION_WHITELIST == ((major, minor) >= (1, 4))
-    assert ("version_base" in hydra_compat.VERSION_BASE) == ((major, minor) < (1, 4))
-    assert ("execution_whitelist" in hydra_compat.main_kwargs()) == ((major, minor) >= (1, 4))
+    is_1_4 = (major, minor) >= (1, 4)
+    assert is_1_4 is hydra_compat.HAS_EXECUTION_WHITELIST
+    assert ("version_base" in hydra_compat.VERSION_BASE) is not is_1_4
+    assert ("execution_whitelist" in hydra_compat.main_kwargs()) is is_1_4
 
 
 def test_resolver_is_registered_once_and_cached():

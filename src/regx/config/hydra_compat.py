@@ -59,7 +59,7 @@ def trusted_targets() -> list[str]:
 def main_kwargs() -> dict[str, Any]:
     """Keyword arguments for `hydra.main` (the whitelist also covers Hydra's callbacks)."""
     if HAS_EXECUTION_WHITELIST:
-        return {**VERSION_BASE, "execution_whitelist": trusted_targets()}
+        return {"execution_whitelist": trusted_targets()}
     return dict(VERSION_BASE)
 
 

@@ -8,8 +8,12 @@ signal instead of ending the test session, and the test fails.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,11 +134,6 @@ def test_a_signal_stops_the_whole_sweep(tmp_path: Path, stray_signals: list[int]
 
 
 def test_ctrl_c_before_the_run_starts_exits_130_without_a_traceback(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-    import time
-
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("REGX_DEBUG", None)
     proc = subprocess.Popen(

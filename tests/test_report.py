@@ -105,7 +105,7 @@ def test_preload_draws_every_figure_kind_off_the_main_thread():
     import io
     import threading
 
-    from regx.report import figures, run_report
+    from regx.report import run_report
 
     buffers: list[io.BytesIO] = []
 
@@ -119,8 +119,25 @@ def test_preload_draws_every_figure_kind_off_the_main_thread():
     assert len(buffers) == 3
     for buf in buffers:
         assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n" and len(buf.getvalue()) > 5000
-    figures.preload_in_background()  # idempotent; a figure made afterwards waits for it
-    assert figures.new_figure(1, 1) is not None and not figures._preload.is_alive()
+
+
+def test_the_figure_preload_runs_once_per_process_and_the_first_figure_waits_for_it() -> None:
+    import subprocess
+    import sys
+
+    script = """
+from regx.report import figures
+figures.preload_in_background()
+figures.preload_in_background()  # still loading: no second thread
+threads = figures._preload_threads()
+assert len(threads) == 1 and not threads[0].daemon, threads  # exit must not cut it short
+assert figures.new_figure(1, 1) is not None and not figures._preload_threads()
+figures.preload_in_background()  # loaded: nothing to do
+assert not figures._preload_threads()
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
 
 
 def synthetic_predictions(n: int = 300, k: int = 5, scale: float = 3.0, seed: int = 0):

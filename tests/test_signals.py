@@ -21,6 +21,8 @@ import pytest
 import torch
 
 from fault_helpers import error_line, hydra_in_process, metric_rows, read_summary
+from regx.engine.signals import InterruptOutsideTraining, StopRequest
+from regx.errors import Interrupted, RunAborted, interrupt_exit
 
 SMALL = ["dataset=synthetic", "trainer.epochs=3", "trainer.batch_size=64"]
 STEPS_PER_EPOCH = 7  # 460 training images of the synthetic set, batches of 64
@@ -133,19 +135,106 @@ def test_a_signal_stops_the_whole_sweep(tmp_path: Path, stray_signals: list[int]
     assert stray_signals == []
 
 
-def test_ctrl_c_before_the_run_starts_exits_130_without_a_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_ctrl_c_at_any_point_of_a_starting_run_exits_130_with_one_line(
+    tmp_path: Path, delay: float
+) -> None:
+    """Wherever the signal lands: importing Hydra or torch (where a KeyboardInterrupt can be
+    swallowed, or make the interpreter abort at exit), composing, loading data, training."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("REGX_DEBUG", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "regx", "train", "dataset=synthetic", "trainer=smoke"],
+        # epochs enough that the run cannot finish before the signal on any machine
+        [sys.executable, "-m", "regx", "train", "dataset=synthetic", "trainer.epochs=500"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # importing torch/Hydra (or, on a fast machine, already training)
+    time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
+    # outside training: "error: interrupted (SIGINT); …"; in it: "error: interrupted by SIGINT at …"
+    assert error_line(stderr).startswith("error: interrupted"), stderr
+
+
+@pytest.fixture
+def handlers_restored() -> Iterator[None]:
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    sys.unraisablehook = hook
+
+
+def test_outside_training_a_signal_raises_interrupted_with_its_exit_code(
+    handlers_restored: None,
+) -> None:
+    handler = InterruptOutsideTraining().install()
+    with pytest.raises(Interrupted) as raised, handler.raising():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert (raised.value.signum, raised.value.exit_code, handler.signum) == (15, 143, 15)
+    assert interrupt_exit(raised.value) == (
+        143,
+        "error: interrupted (SIGTERM); files already written are kept",
+    )
+    assert interrupt_exit(KeyboardInterrupt()) == (
+        130,
+        "error: interrupted (SIGINT); files already written are kept",
+    )
+    assert interrupt_exit(RunAborted(2)) == (
+        130,
+        "error: aborted by a second signal (SIGINT); files already written are kept",
+    )
+
+
+def test_a_signal_while_typer_parses_is_kept_until_the_command_body_begins(
+    handlers_restored: None,
+) -> None:
+    handler = InterruptOutsideTraining().install()
+    os.kill(os.getpid(), signal.SIGINT)  # outside raising(): only remembered
+    time.sleep(0.1)
+    assert handler.signum == signal.SIGINT and not handler.command_ran
+    with pytest.raises(Interrupted) as raised, handler.raising():
+        raise AssertionError("the body must not start")
+    assert raised.value.signum == signal.SIGINT and handler.command_ran
+
+
+def test_a_signal_swallowed_before_training_stops_training_at_its_first_step(
+    handlers_restored: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = InterruptOutsideTraining().install()
+    with StopRequest() as stop:
+        assert not stop.requested  # no signal yet
+
+    class SignalledWhileCollected:
+        # Python swallows what __del__ raises; so did an import under torch's
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+
+    with handler.raising():
+        SignalledWhileCollected()
+    assert capsys.readouterr().err == ""  # no "Exception ignored in …" traceback
+    with StopRequest() as stop:
+        assert stop.requested and stop.signal_name == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is handler
+    handler.release()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+
+
+def test_leave_now_flushes_what_was_printed_and_exits_with_the_code() -> None:
+    script = (
+        "from regx.engine.signals import leave_now\n"
+        "print('printed before leaving')\n"  # block-buffered (a pipe): leave_now flushes it
+        "leave_now(143)\n"
+        "print('never reached')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (143, "printed before leaving\n", "")

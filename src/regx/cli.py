@@ -3,6 +3,8 @@ so `regx --help` and `regx train --help` answer at once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import typer
@@ -23,6 +25,26 @@ app = typer.Typer(
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """The body of a command: within it SIGINT/SIGTERM raise (see `main`) and end the command
+    with its `error:` line and 130/143 (typer would exit 130 without a word)."""
+    import signal
+
+    from regx.engine.signals import InterruptOutsideTraining
+    from regx.errors import interrupt_exit
+
+    handler = signal.getsignal(signal.SIGINT)
+    raising = handler.raising() if isinstance(handler, InterruptOutsideTraining) else nullcontext()
+    try:
+        with raising:
+            yield
+    except KeyboardInterrupt as e:
+        code, line = interrupt_exit(e)
+        typer.echo(line, err=True)
+        raise typer.Exit(code) from None
+
+
 TRAIN_HELP = (
     "Train one run, or a sweep with -m.\n\n"
     "Everything after `train` goes to Hydra: overrides such as `loss=gamma_ce loss.gamma=0.5` "
@@ -41,17 +63,21 @@ def train(
     ),
 ) -> None:
     """Train one run, or a sweep with -m."""
-    from regx.config.app import run_hydra
+    with interruptible():
+        from regx.config.app import run_hydra
 
-    raise typer.Exit(run_hydra(list(ctx.args), resume=resume))
+        code = run_hydra(list(ctx.args), resume=resume)
+    raise typer.Exit(code)
 
 
 @app.command("list")
 def list_options(group: str | None = typer.Argument(None, help="Only this config group.")) -> None:
     """The options of each config group and their parameters."""
-    from regx.config.catalog import print_catalog
+    with interruptible():
+        from regx.config.catalog import print_catalog
 
-    raise typer.Exit(print_catalog(group))
+        code = print_catalog(group)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -78,10 +104,12 @@ def report(
     failed runs as such, and writes report.md, runs.csv (one row per run) and compare.png.
     """
     from regx.errors import UserError
-    from regx.report.sweep import sweep_report
 
     try:
-        sweep_report(paths, out=out, sort=sort, descending=descending, where=where)
+        with interruptible():
+            from regx.report.sweep import sweep_report
+
+            sweep_report(paths, out=out, sort=sort, descending=descending, where=where)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -101,9 +129,10 @@ def evaluate(
     from regx.errors import UserError
 
     try:
-        from regx.engine.evaluate import evaluate as evaluate_run
+        with interruptible():
+            from regx.engine.evaluate import evaluate as evaluate_run
 
-        out, summary = evaluate_run(run_dir, list(ctx.args))
+            out, summary = evaluate_run(run_dir, list(ctx.args))
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
@@ -118,15 +147,27 @@ def evaluate(
 def main() -> None:
     import sys
 
+    from regx.engine.signals import InterruptOutsideTraining, leave_now
+    from regx.errors import Interrupted, interrupt_exit
+
     if len(sys.argv) <= 1:  # bare `regx`: help, successfully (click would exit 2)
         sys.argv.append("--help")
+    # SIGINT/SIGTERM outside training end the command with one line and 130/143 (during
+    # training the engine's own handler finishes the step and checkpoints first). They
+    # raise from the moment a command's body begins (`interruptible`); before that, while
+    # typer parses, they are only remembered.
+    signals = InterruptOutsideTraining().install()
     try:
         app()
-    except KeyboardInterrupt:
-        # Ctrl-C before a run started (e.g. while torch imports): nothing to save.
-        # During training the engine's own handler checkpoints and exits 130 instead.
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except SystemExit as e:
+        code = e.code
+    if signals.signum is None:
+        signals.release()
+        sys.exit(code)
+    if not signals.command_ran:  # nothing reported it (--help, a usage error)
+        code, line = interrupt_exit(Interrupted(signals.signum))
+        print(line, file=sys.stderr)
+    leave_now(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ The CLI prints `str(error)` and exits with `error.exit_code`; nothing here impor
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 
@@ -65,16 +66,30 @@ class RunInterrupted(UserError):
         self.exit_code = 128 + signum
 
 
-class RunAborted(KeyboardInterrupt):
-    """A second SIGINT/SIGTERM while stopping: leave at once, writing nothing more.
+class Interrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM outside training (importing, composing, loading data, waiting on a
+    sweep's workers): there is nothing to save, so the command ends, exit code 128 + signal.
 
-    A `KeyboardInterrupt`, so no `except Exception` on the way up can swallow it.
+    A `KeyboardInterrupt`, so no `except Exception` on the way up can swallow it, launchers
+    stop their workers and `finally` blocks run.
     """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class RunAborted(Interrupted):
+    """A second SIGINT/SIGTERM while stopping: leave at once, writing nothing more."""
+
+
+def interrupt_exit(e: KeyboardInterrupt) -> tuple[int, str]:
+    """The exit code and the one `error:` line of a command ended by `e`."""
+    signum = getattr(e, "signum", signal.SIGINT)  # a bare KeyboardInterrupt is Ctrl-C
+    how = "aborted by a second signal" if isinstance(e, RunAborted) else "interrupted"
+    name = signal.Signals(signum).name
+    return 128 + signum, f"error: {how} ({name}); files already written are kept"
 
 
 class MissingExtraError(UserError):

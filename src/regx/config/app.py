@@ -18,14 +18,13 @@ import logging
 import math
 import os
 import re
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from regx.errors import RunInterrupted, UserError
+from regx.errors import RunInterrupted, UserError, interrupt_exit
 
 log = logging.getLogger("regx")
 
@@ -221,17 +220,14 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     except SystemExit as e:
         code = e.code
     except KeyboardInterrupt as e:
-        # Ctrl-C outside training (loading, composing), or a second signal while a run
-        # was stopping (RunAborted); during training the first signal ends in a clean stop.
+        # A signal outside training (importing, composing, loading data, waiting on a
+        # sweep's workers), or a second one while a run was stopping (RunAborted); during
+        # training the first signal ends in a clean stop (engine.signals.StopRequest).
         sys.argv, sys.stderr = saved_argv, saved_stderr
         if debug_mode():
             raise
-        code = getattr(e, "exit_code", 130)
-        how = "aborted by a second signal" if hasattr(e, "signum") else "interrupted"
-        print(
-            f"error: {how} ({signal.Signals(code - 128).name}); files already written are kept",
-            file=sys.stderr,
-        )
+        code, line = interrupt_exit(e)
+        print(line, file=sys.stderr)
         return code
     finally:
         sys.argv, sys.stderr = saved_argv, saved_stderr

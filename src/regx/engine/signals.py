@@ -1,20 +1,39 @@
-"""SIGINT/SIGTERM during training: finish the step, save, then stop; a second signal aborts.
+"""SIGINT/SIGTERM: during training, finish the step, save, then stop; outside it, end the command.
 
-The handler only records the signal (no I/O inside a signal handler: it may run in the
-middle of a checkpoint write or a logging call). The training loop reads `requested`
-between steps, a plain attribute read that costs nothing on the hot path, then writes
-the checkpoint and summary.json itself. A second signal while stopping raises
-`RunAborted` from the handler, so a hung write can always be left with another Ctrl-C.
+During training (`StopRequest`) the handler only records the signal (no I/O inside a
+signal handler: it may run in the middle of a checkpoint write or a logging call). The
+training loop reads `requested` between steps, a plain attribute read that costs nothing
+on the hot path, then writes the checkpoint and summary.json itself. A second signal
+while stopping raises `RunAborted` from the handler, so a hung write can always be left
+with another Ctrl-C.
+
+Outside training the `regx` command's handler (`InterruptOutsideTraining`) raises
+`Interrupted`, a KeyboardInterrupt that says which signal came, and remembers the signal.
+A run imports torch and its parts for seconds, lazily, at several points of its setup,
+and a signal then lands inside some import most of the time. Two things were seen to go
+wrong there, and remembering the signal answers both. The exception can be swallowed
+(Python drops what a `__del__` or weakref callback raises; a signal during numpy's import
+under torch's let the run go on): `StopRequest` takes a remembered signal over, so such a
+run stops after its first step instead of training on. And the interpreter's own
+shutdown after an interrupted import can re-raise the signal, so the process dies by
+SIGINT and the exit code is lost: once the exception has unwound (launchers have stopped
+their workers, the error line is printed) the command leaves with `leave_now`, which
+flushes and skips that shutdown.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import signal
+import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
-from regx.errors import RunAborted
+from regx.errors import Interrupted, RunAborted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -46,7 +65,11 @@ class StopRequest:
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                previous = signal.signal(sig, self._handle)
+                self._previous[sig] = previous
+                if self.signum is None and isinstance(previous, InterruptOutsideTraining):
+                    # a signal before training whose KeyboardInterrupt something swallowed
+                    self.signum = previous.signum
         return self
 
     def __exit__(
@@ -58,3 +81,70 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class InterruptOutsideTraining:
+    """The `regx` command's SIGINT/SIGTERM handler outside training (see the module docstring):
+    remembers the first signal in `signum` and, inside `raising()`, raises `Interrupted`.
+
+    Outside `raising()` a signal is only remembered: typer would turn a KeyboardInterrupt
+    raised while it parses the command line (it imports pydantic there) into a silent exit
+    130, also for SIGTERM. The CLI wraps each command's body in `raising()`, which raises
+    at once for a signal that came before it. Where Python cannot raise (a weakref
+    callback, a `__del__`) it would print "Exception ignored …" with a traceback; `install`
+    silences exactly those, since the signal is remembered and honoured all the same.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.raises = False
+        self.command_ran = False  # a `raising()` block has been entered
+        self._unraisablehook = sys.unraisablehook
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.raises:
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def raising(self) -> Iterator[None]:
+        """A signal raises `Interrupted` within this block; one that came before it too."""
+        self.raises = self.command_ran = True
+        try:
+            if self.signum is not None:
+                raise Interrupted(self.signum)
+            yield
+        finally:
+            self.raises = False
+
+    def _drop_ignored_interrupt(self, unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            self._unraisablehook(unraisable)
+
+    def install(self) -> InterruptOutsideTraining:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self)
+            self._unraisablehook = sys.unraisablehook
+            sys.unraisablehook = self._drop_ignored_interrupt
+        return self
+
+    def release(self) -> None:
+        """Give the signals their default action back, for a command that has finished: an
+        exception raised during the interpreter's shutdown only prints noise."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            sys.unraisablehook = self._unraisablehook
+
+
+def leave_now(code: int) -> NoReturn:
+    """End the process with `code` after flushing output and logs, without the interpreter's
+    shutdown (unsafe after a signal interrupted a native import; see the module docstring)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed stream must not keep us here
+            stream.flush()
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    os._exit(code)

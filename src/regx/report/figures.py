@@ -20,6 +20,7 @@ measures it). What the measurements showed, and what follows from them:
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,7 +33,7 @@ PNG_OPTIONS = {"pil_kwargs": {"compress_level": 1}}
 BLUE, ORANGE, GREEN, RED, GREY = "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8C8C8C"
 UNIT_TICKS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
-_preload: threading.Thread | None = None
+PRELOAD_THREAD = "regx-preload"
 
 
 def _load_and_warm_up() -> None:
@@ -51,24 +52,33 @@ def _load_and_warm_up() -> None:
         return
 
 
+def _preload_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == PRELOAD_THREAD]
+
+
 def preload_in_background() -> None:
-    """Load matplotlib and warm up the report's figures in a daemon thread.
+    """Load matplotlib and warm up the report's figures in a background thread, once per process.
 
     Called when a run starts: this work (about a second of Python on a busy CPU) then
     overlaps with data loading and training, which spend much of their time in torch
     kernels that release the GIL, and leaves the end of the run only the drawing of its
     own figures. `new_figure` joins the thread, so the report never races the import.
+
+    Not a daemon thread: the interpreter must not shut down under it (a run that fails or
+    is interrupted early) while it is inside matplotlib's C++ extensions, which then abort
+    the process (SIGABRT, "terminate called without an active exception"); at worst the
+    exit waits for the rest of the warm-up.
     """
-    global _preload
-    if _preload is None:
-        _preload = threading.Thread(target=_load_and_warm_up, name="regx-preload", daemon=True)
-        _preload.start()
+    if "matplotlib" in sys.modules or _preload_threads():
+        return  # loaded, or loading
+    threading.Thread(target=_load_and_warm_up, name=PRELOAD_THREAD).start()
 
 
 def new_figure(width: float, height: float) -> Any:
     """A `matplotlib.figure.Figure` attached to an Agg canvas (no pyplot, no GUI)."""
-    if _preload is not None and _preload is not threading.current_thread():
-        _preload.join()
+    for preload in _preload_threads():
+        if preload is not threading.current_thread():
+            preload.join()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -204,6 +204,34 @@ def test_a_signal_while_typer_parses_is_kept_until_the_command_body_begins(
     assert raised.value.signum == signal.SIGINT and handler.command_ran
 
 
+def test_a_signal_inside_an_import_leaves_at_once_so_no_module_is_left_half_built(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n"
+    )
+    script = (
+        "from regx.engine.signals import InterruptOutsideTraining\n"
+        "handler = InterruptOutsideTraining().install()\n"
+        "print('before the import')\n"  # block-buffered (a pipe): flushed before leaving
+        "with handler.raising():\n"
+        "    try:\n"  # what a library did with the KeyboardInterrupt of a failed import
+        "        import slow_to_import\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('swallowed, going on with a half-built module')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert (proc.returncode, proc.stdout) == (130, "before the import\n")
+    assert proc.stderr == "error: interrupted (SIGINT); files already written are kept\n"
+
+
 def test_a_signal_swallowed_before_training_stops_training_at_its_first_step(
     handlers_restored: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

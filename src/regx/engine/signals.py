@@ -8,17 +8,18 @@ while stopping raises `RunAborted` from the handler, so a hung write can always 
 with another Ctrl-C.
 
 Outside training the `regx` command's handler (`InterruptOutsideTraining`) raises
-`Interrupted`, a KeyboardInterrupt that says which signal came, and remembers the signal.
-A run imports torch and its parts for seconds, lazily, at several points of its setup,
-and a signal then lands inside some import most of the time. Two things were seen to go
-wrong there, and remembering the signal answers both. The exception can be swallowed
-(Python drops what a `__del__` or weakref callback raises; a signal during numpy's import
-under torch's let the run go on): `StopRequest` takes a remembered signal over, so such a
-run stops after its first step instead of training on. And the interpreter's own
-shutdown after an interrupted import can re-raise the signal, so the process dies by
-SIGINT and the exit code is lost: once the exception has unwound (launchers have stopped
-their workers, the error line is printed) the command leaves with `leave_now`, which
-flushes and skips that shutdown.
+`Interrupted`, a KeyboardInterrupt that says which signal came, so that launchers stop
+their workers and `finally` blocks run. A run imports torch and its parts for seconds,
+lazily, at several points of its setup, so a signal lands inside some import most of the
+time, and an exception raised there was seen to go wrong three ways: a library swallowed
+it and the run went on with numpy half-initialized (`np.matrix` missing, a traceback
+later), or went on unharmed; and the interpreter's shutdown re-raised the signal, so the
+process died by SIGINT and the exit code was lost. Hence, inside an import the handler
+prints the line and leaves at once (`leave_now`: flush, then `os._exit`, skipping that
+shutdown; there is nothing to save mid-import); elsewhere it raises and remembers the
+signal: `StopRequest` takes over a remembered signal whose exception was swallowed (Python
+drops what a `__del__` or weakref callback raises), so the run stops after its first
+step, and the command leaves with `leave_now` once the exception has unwound.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
-from regx.errors import Interrupted, RunAborted
+from regx.errors import Interrupted, RunAborted, interrupt_exit
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -104,8 +105,14 @@ class InterruptOutsideTraining:
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
-        if self.raises:
-            raise Interrupted(signum)
+        if not self.raises:
+            return
+        if inside_import(frame):
+            # nothing to save mid-import, and an exception would leave modules half-built
+            code, line = interrupt_exit(Interrupted(signum))
+            os.write(2, f"{line}\n".encode())  # print() may be mid-write to this stream
+            leave_now(code)
+        raise Interrupted(signum)
 
     @contextlib.contextmanager
     def raising(self) -> Iterator[None]:
@@ -137,6 +144,15 @@ class InterruptOutsideTraining:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             sys.unraisablehook = self._unraisablehook
+
+
+def inside_import(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside an `import` (the import machinery is on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def leave_now(code: int) -> NoReturn:

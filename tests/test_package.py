@@ -31,7 +31,7 @@ def test_wheel_contains_conf_and_finds_it(tmp_path):
         assert f"regx/conf/{conf.relative_to(REPO / 'conf')}" in names
     assert "regx/cli.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "regx = regx.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "regx = regx.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

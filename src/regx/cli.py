@@ -27,8 +27,8 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """The body of a command: within it SIGINT/SIGTERM raise (see `main`) and end the command
-    with its `error:` line and 130/143 (typer would exit 130 without a word)."""
+    """The body of a command: within it SIGINT/SIGTERM raise (see regx.__main__) and end the
+    command with its `error:` line and 130/143 (typer would exit 130 without a word)."""
     import signal
 
     from regx.engine.signals import InterruptOutsideTraining
@@ -142,33 +142,3 @@ def evaluate(
         f"  (after temperature scaling {100 * ts.get('ece', float('nan')):.2f}%)\n"
         f"report: {out / 'report.md'}"
     )
-
-
-def main() -> None:
-    import sys
-
-    from regx.engine.signals import InterruptOutsideTraining, leave_now
-    from regx.errors import Interrupted, interrupt_exit
-
-    if len(sys.argv) <= 1:  # bare `regx`: help, successfully (click would exit 2)
-        sys.argv.append("--help")
-    # SIGINT/SIGTERM outside training end the command with one line and 130/143 (during
-    # training the engine's own handler finishes the step and checkpoints first). They
-    # raise from the moment a command's body begins (`interruptible`); before that, while
-    # typer parses, they are only remembered.
-    signals = InterruptOutsideTraining().install()
-    try:
-        app()
-    except SystemExit as e:
-        code = e.code
-    if signals.signum is None:
-        signals.release()
-        sys.exit(code)
-    if not signals.command_ran:  # nothing reported it (--help, a usage error)
-        code, line = interrupt_exit(Interrupted(signals.signum))
-        print(line, file=sys.stderr)
-    leave_now(code if isinstance(code, int) else 1)
-
-
-if __name__ == "__main__":
-    main()

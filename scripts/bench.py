@@ -79,17 +79,11 @@ def verdict(ok: bool) -> str:
 
 # -- (a) epoch time vs a hand-written loop -------------------------------------------
 def build_trainer(overrides: list[str], run_dir: Path):
-    from hydra import compose, initialize_config_dir
-
-    import regx.config  # noqa: F401  (registers the config resolvers)
+    from regx.config import compose_config
     from regx.config.build import build_spec
-    from regx.config.hydra_compat import VERSION_BASE
-    from regx.config.paths import config_dir
     from regx.engine.run import Trainer
 
-    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
-        cfg = compose(config_name="config", overrides=overrides)
-    return Trainer(build_spec(cfg, overrides), run_dir)
+    return Trainer(build_spec(compose_config(overrides), overrides), run_dir)
 
 
 class HandWrittenLoop:

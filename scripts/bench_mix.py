@@ -26,20 +26,12 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-import regx.config  # noqa: F401  (registers the resolvers the config uses)
 from regx.aug.base import Mixer
+from regx.config import compose_config
 from regx.config.build import build_spec
-from regx.config.hydra_compat import VERSION_BASE
-from regx.config.paths import config_dir
 from regx.engine.progress import EpochProgress
 from regx.engine.run import Trainer
-
-
-def compose_overrides(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
-        return compose(config_name="config", overrides=overrides)
 
 
 def time_epoch(trainer: Trainer, epoch: int) -> float:
@@ -89,8 +81,8 @@ def main() -> None:
         parser.error("--repeats must be at least 3 (the median of fewer is noise)")
 
     base = ["trainer.progress=false", "trainer.checkpoint=false", *args.overrides]
-    plain_spec = build_spec(compose_overrides(base), base)
-    mixer = build_spec(compose_overrides([*base, *args.aug])).mixer
+    plain_spec = build_spec(compose_config(base), base)
+    mixer = build_spec(compose_config([*base, *args.aug])).mixer
     if mixer is None:
         parser.error(f"--aug {' '.join(args.aug)} configures no mixer")
     mixed_spec = dataclasses.replace(plain_spec, mixer=mixer)

@@ -31,12 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-
-import regx.config  # noqa: F401  (registers the resolvers the config uses)
+from regx.config import compose_config
 from regx.config.build import build_spec
-from regx.config.hydra_compat import VERSION_BASE
-from regx.config.paths import config_dir
 
 PRESETS: dict[str, list[str]] = {
     "digits": ["dataset.test_shift=corrupt", "shift.kind=blur", "shift.severity=2"],
@@ -73,9 +69,7 @@ def arm_overrides(arm: str, preset: list[str]) -> list[str]:
 def train_one(overrides: list[str], run_dir: Path) -> dict[str, Any]:
     from regx.engine.run import train
 
-    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
-        cfg = compose(config_name="config", overrides=overrides)
-    return train(build_spec(cfg, overrides), run_dir)
+    return train(build_spec(compose_config(overrides), overrides), run_dir)
 
 
 def read_run(run_dir: Path) -> dict[str, Any] | None:

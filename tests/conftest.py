@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import regx.config  # noqa: F401  (registers the resolvers the config uses)
-from regx.config.hydra_compat import VERSION_BASE
-from regx.config.paths import config_dir
+from regx.config import compose_config  # the real config, as `regx train` composes it
 
 # Keep tests on the CPU, quiet and single-threaded so they run alike everywhere.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -24,12 +21,6 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ["REGX_TRUSTED_TARGETS"] = "fault_plugins.*"
 
 FAST = ["trainer.progress=false", "trainer.threads=1"]
-
-
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The real composed config (as `regx train OVERRIDES` would see it), without Hydra's node."""
-    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
-        return compose(config_name="config", overrides=list(overrides or []))
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ import os
 import re
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from fault_helpers import FAST, metric_rows, read_summary, regx_process
-from regx.config.hydra_compat import VERSION_BASE
-from regx.config.paths import config_dir
+from regx.config import compose_config
 
 RUN_NAME = re.compile(r"\d\d-\d\d-\d\d-(\d{6})-(\d+)")
 
@@ -46,8 +44,7 @@ def test_two_runs_started_together_get_their_own_complete_dirs(tmp_path: Path) -
 
 
 def test_run_and_sweep_dir_names_carry_microseconds_and_pid() -> None:
-    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
-        cfg = compose(config_name="config", return_hydra_config=True)
+    cfg = compose_config(return_hydra_config=True)
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
         first = Path(OmegaConf.select(cfg, key)).name
         match = RUN_NAME.fullmatch(first)

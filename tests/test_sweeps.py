@@ -326,16 +326,15 @@ def test_best_trial_without_optunas_results_file_is_the_best_recorded(tmp_path, 
     ],
 )
 def test_regx_launcher_configs_build_the_plugins_launchers(launcher, keys):
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from regx.config.hydra_compat import VERSION_BASE, instantiate_kwargs
+    from regx.config import compose_config
+    from regx.config.hydra_compat import instantiate_kwargs
     from regx.config.paths import config_dir
 
     prefer_regx_plugin_configs(config_dir())
     overrides = [f"hydra/launcher={launcher}", "hydra/sweeper=optuna"]
-    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config(overrides, return_hydra_config=True)
     node = cfg.hydra.launcher
     assert {k: node[k] for k in keys} == keys
     built = instantiate(node, **instantiate_kwargs())

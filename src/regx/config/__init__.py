@@ -1,6 +1,9 @@
 """Hydra composition, structured-config validation, and the Hydra task that runs the engine."""
 
 import os
+from collections.abc import Sequence
+
+from omegaconf import DictConfig
 
 from regx.config.hydra_compat import register_resolver
 
@@ -8,3 +11,19 @@ from regx.config.hydra_compat import register_resolver
 # from two shells still get two directories. Cached, so every job of a sweep (also in
 # joblib workers, which receive the resolver cache with the config) sees the launcher's pid.
 register_resolver("regx_pid", lambda: os.getpid())
+
+
+def compose_config(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """regx's config composed with `overrides`, as `regx train OVERRIDES` sees it, run nowhere
+    (scripts, tests, torchrun's run-dir lookup); with `hydra.*` if `return_hydra_config`."""
+    from hydra import compose, initialize_config_dir
+
+    from regx.config.hydra_compat import VERSION_BASE
+    from regx.config.paths import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
+        return compose(
+            config_name="config",
+            overrides=list(overrides),
+            return_hydra_config=return_hydra_config,
+        )

@@ -150,16 +150,10 @@ def seed_rank_streams(seed: int, epoch: int) -> None:
 
 def resolve_run_dir(args: list[str]) -> str | None:
     """`hydra.run.dir` for these overrides, as Hydra would resolve it in this process."""
-    from hydra import compose, initialize_config_dir
-
-    import regx.config  # noqa: F401  (registers the resolvers the run dir uses)
-    from regx.config.hydra_compat import VERSION_BASE
-    from regx.config.paths import config_dir
+    from regx.config import compose_config  # also registers the resolvers the run dir uses
 
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
-            cfg = compose(config_name="config", overrides=list(args), return_hydra_config=True)
-            return str(cfg.hydra.run.dir)
+        return str(compose_config(args, return_hydra_config=True).hydra.run.dir)
     except Exception:
         return None  # a bad override: let Hydra report it, the same way on every rank
 

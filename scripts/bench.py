@@ -194,8 +194,8 @@ def bench_epoch(overrides: list[str], repeats: int, epochs_per_repeat: int) -> d
 # -- (b) data path vs DataLoader -----------------------------------------------------
 def bench_data(n: int, batch_size: int, repeats: int, device: torch.device) -> dict:
     from regx.data.augment import Normalize, pad
-    from regx.data.base import Augment
     from regx.data.batches import DeviceBatches
+    from regx.data.types import Augment
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)

@@ -39,6 +39,7 @@ CHILD = r"""
 import json, resource, sys, time, torch
 variant, run_dir, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
 import regx.report.figures as figures
+import regx.report.preload as preload
 import regx.report.run_report as run_report
 report_cpu = [0.0]
 shipped = run_report.write_run_report
@@ -48,9 +49,9 @@ def timed(*args, **kwargs):
     report_cpu[0] += time.thread_time() - start
 run_report.write_run_report = (lambda *args, **kwargs: None) if variant == "none" else timed
 if variant == "report":
-    figures.preload_in_background()  # as `regx train` does before training (idempotent)
+    preload.preload_in_background()  # as `regx train` does before training (idempotent)
 else:
-    figures.preload_in_background = lambda: None
+    preload.preload_in_background = lambda: None
 from regx.config.app import run_hydra
 code = run_hydra(["trainer.progress=false", f"hydra.run.dir={run_dir}", *overrides])
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -134,7 +135,7 @@ def breakdown(run_dir: Path) -> None:
     )
     clock("import matplotlib.pyplot on top of that", lambda: __import__("matplotlib.pyplot"))
 
-    from regx.report import figures, run_report
+    from regx.report import figures, run_plots
 
     summary = json.loads((run_dir / "summary.json").read_text())
     with np.load(run_dir / "predictions.npz") as npz:
@@ -144,11 +145,11 @@ def breakdown(run_dir: Path) -> None:
     history = read_metrics_csv(run_dir / "metrics.csv")
     out = Path(tempfile.mkdtemp())
     plots = {
-        "reliability.png": lambda: run_report.plot_reliability(
+        "reliability.png": lambda: run_plots.plot_reliability(
             out / "r.png", probs, probs_ts, labels, 15, summary
         ),
-        "confidence.png": lambda: run_report.plot_confidence(out / "c.png", probs, labels, summary),
-        "curves.png": lambda: run_report.plot_curves(
+        "confidence.png": lambda: run_plots.plot_confidence(out / "c.png", probs, labels, summary),
+        "curves.png": lambda: run_plots.plot_curves(
             out / "k.png", history, summary.get("best_epoch")
         ),
     }

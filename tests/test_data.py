@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from regx.data.augment import Normalize, pad, random_crop, random_crop_padded, random_flip
-from regx.data.base import Augment, stratified_subset
+from regx.data.base import stratified_subset
 from regx.data.batches import DeviceBatches, epoch_permutation
 from regx.data.digits import Digits
 from regx.data.imagefolder import ImageFolder
 from regx.data.torchvision_sets import CIFAR10, MNIST
+from regx.data.types import Augment
 from regx.errors import ConfigError, DataError
 
 

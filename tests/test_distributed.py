@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import train_in_process
-from regx.data.base import Augment
 from regx.data.batches import DeviceBatches, HostBatches
+from regx.data.types import Augment
 from regx.engine.outputs import read_metrics_csv
 
 RUN = ["trainer=smoke", "trainer.progress=false", "seed=0"]

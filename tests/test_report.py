@@ -105,7 +105,7 @@ def test_preload_draws_every_figure_kind_off_the_main_thread():
     import io
     import threading
 
-    from regx.report import run_report
+    from regx.report import preload
 
     buffers: list[io.BytesIO] = []
 
@@ -113,7 +113,7 @@ def test_preload_draws_every_figure_kind_off_the_main_thread():
         buffers.append(io.BytesIO())
         return buffers[-1]
 
-    worker = threading.Thread(target=run_report.draw_dummy_report, args=(sink,))
+    worker = threading.Thread(target=preload.draw_dummy_report, args=(sink,))
     worker.start()
     worker.join()
     assert len(buffers) == 3
@@ -126,13 +126,13 @@ def test_the_figure_preload_runs_once_per_process_and_the_first_figure_waits_for
     import sys
 
     script = """
-from regx.report import figures
-figures.preload_in_background()
-figures.preload_in_background()  # still loading: no second thread
+from regx.report import figures, preload
+preload.preload_in_background()
+preload.preload_in_background()  # still loading: no second thread
 threads = figures._preload_threads()
 assert len(threads) == 1 and not threads[0].daemon, threads  # exit must not cut it short
 assert figures.new_figure(1, 1) is not None and not figures._preload_threads()
-figures.preload_in_background()  # loaded: nothing to do
+preload.preload_in_background()  # loaded: nothing to do
 assert not figures._preload_threads()
 print("ok")
 """

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from regx.data.augment import Normalize, crop_flip, pad, random_crop_padded
-from regx.data.base import Augment
 from regx.data.batches import DeviceBatches, epoch_permutation
+from regx.data.types import Augment
 from regx.engine import device as device_mod
 from regx.models.airnet import AirNet
 
@@ -402,7 +402,7 @@ def test_cuda_runtime_switches_and_device_batches(cuda_env):
             "import torch\n"
             "from regx.engine.device import configure_runtime, autocast\n"
             "from regx.data.batches import DeviceBatches\n"
-            "from regx.data.base import Augment\n"
+            "from regx.data.types import Augment\n"
             "from regx.data.augment import Normalize\n"
             "dev = torch.device('cuda')\n"
             "det = configure_runtime(dev, None, None)\n"

@@ -126,7 +126,7 @@ def task(cfg: DictConfig) -> float:
             print(f"skipped, finished before: {run_dir}", flush=True)
             return _objective(cfg, done)
         spec = build_spec(cfg, overrides)
-        from regx.report.figures import preload_in_background
+        from regx.report.preload import preload_in_background
 
         preload_in_background()  # matplotlib loads while the run trains; its report needs it
         summary = train(spec, run_dir)

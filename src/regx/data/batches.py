@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 
 from regx.data.augment import crop_flip, pad
-from regx.data.base import Augment
+from regx.data.types import Augment
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, labels, dataset indices
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regx.data.base import DatasetSource, ImageData, stratified_split
+from regx.data.base import DatasetSource, stratified_split
+from regx.data.types import ImageData
 
 TEST_FRACTION = 0.2
 

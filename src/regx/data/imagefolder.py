@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regx.data.base import DatasetSource, ImageData
+from regx.data.base import DatasetSource
+from regx.data.types import ImageData
 from regx.errors import ConfigError, DataError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}

@@ -30,16 +30,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from regx.data.types import ImageData
 from regx.errors import check, check_choice, check_range
-
-if TYPE_CHECKING:
-    from regx.data.base import ImageData
 
 MODES = ("none", "prior", "corrupt")
 SEVERITY_PARAMS: dict[str, tuple[float, ...]] = {

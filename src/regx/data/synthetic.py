@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from regx.data.base import DatasetSource, ImageData
+from regx.data.base import DatasetSource
+from regx.data.types import ImageData
 from regx.errors import check_range
 
 

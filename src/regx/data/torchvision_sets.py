@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from regx.data.base import DatasetSource, ImageData
+from regx.data.base import DatasetSource
+from regx.data.types import ImageData
 from regx.errors import DataError
 
 

@@ -20,8 +20,8 @@ import torch
 
 from regx.aug.base import MixedBatch
 from regx.data.augment import Normalize
-from regx.data.base import ImageData
 from regx.data.batches import DeviceBatches, HostBatches
+from regx.data.types import ImageData
 from regx.engine import distributed, outputs
 from regx.engine.checkpoint import (
     atomic_write_bytes,

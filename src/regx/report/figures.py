@@ -6,7 +6,7 @@ measures it). What the measurements showed, and what follows from them:
 - Importing matplotlib and the first draw of each kind of figure (fonts, glyph caches)
   cost about as much as drawing the figures. `regx train` therefore loads matplotlib and
   draws a throwaway copy of each figure in a background thread while the run trains
-  (`preload_in_background`).
+  (`regx.report.preload.preload_in_background`).
 - `matplotlib.pyplot` is never imported: it adds backend machinery and a global figure
   registry on top of `matplotlib.figure`, which is all a PNG needs.
 - Artists, not pixels, dominate the draw time — above all text (tick labels) and one
@@ -20,7 +20,6 @@ measures it). What the measurements showed, and what follows from them:
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,42 +35,9 @@ UNIT_TICKS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 PRELOAD_THREAD = "regx-preload"
 
 
-def _load_and_warm_up() -> None:
-    """Import matplotlib and draw each report figure once on dummy data (into memory): the
-    first draw of a figure loads fonts, fills glyph and text-layout caches and builds the
-    hatch and tick machinery, all of which the run's own report then finds ready."""
-    import io
-
-    try:
-        from regx.report import run_report
-
-        run_report.draw_dummy_report(io.BytesIO)
-    except Exception:
-        # Only a warm-up: whatever failed here fails again, with its message, when the
-        # run's report draws its figures; a traceback from a background thread would not help.
-        return
-
-
 def _preload_threads() -> list[threading.Thread]:
+    """The running preload thread, found by name (see `regx.report.preload`)."""
     return [t for t in threading.enumerate() if t.name == PRELOAD_THREAD]
-
-
-def preload_in_background() -> None:
-    """Load matplotlib and warm up the report's figures in a background thread, once per process.
-
-    Called when a run starts: this work (about a second of Python on a busy CPU) then
-    overlaps with data loading and training, which spend much of their time in torch
-    kernels that release the GIL, and leaves the end of the run only the drawing of its
-    own figures. `new_figure` joins the thread, so the report never races the import.
-
-    Not a daemon thread: the interpreter must not shut down under it (a run that fails or
-    is interrupted early) while it is inside matplotlib's C++ extensions, which then abort
-    the process (SIGABRT, "terminate called without an active exception"); at worst the
-    exit waits for the rest of the warm-up.
-    """
-    if "matplotlib" in sys.modules or _preload_threads():
-        return  # loaded, or loading
-    threading.Thread(target=_load_and_warm_up, name=PRELOAD_THREAD).start()
 
 
 def new_figure(width: float, height: float) -> Any:

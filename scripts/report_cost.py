@@ -52,7 +52,7 @@ if variant == "report":
     preload.preload_in_background()  # as `regx train` does before training (idempotent)
 else:
     preload.preload_in_background = lambda: None
-from regx.config.app import run_hydra
+from regx.app.hydra_task import run_hydra
 code = run_hydra(["trainer.progress=false", f"hydra.run.dir={run_dir}", *overrides])
 usage = resource.getrusage(resource.RUSAGE_SELF)
 with open(f"{run_dir}/cpu.json", "w") as f:

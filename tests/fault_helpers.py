@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from regx.config.app import run_hydra
+from regx.app.hydra_task import run_hydra
 
 TESTS_DIR = Path(__file__).resolve().parent
 FAST = ["trainer.progress=false", "trainer.threads=1"]

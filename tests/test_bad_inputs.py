@@ -171,7 +171,7 @@ def test_at_least_twenty_bad_inputs_are_covered() -> None:
 
 
 def test_resume_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
-    from regx.config.app import run_hydra
+    from regx.app.hydra_task import run_hydra
 
     code = run_hydra([], resume=tmp_path)
     assert code == 2

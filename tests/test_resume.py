@@ -194,7 +194,7 @@ def test_resume_by_path_accepts_settings_that_change_no_number(
 ) -> None:
     """`regx train --resume DIR trainer.eval_batch_size=100`: nothing left to train, the
     final evaluation runs again and gives the same figures."""
-    from regx.config.app import run_hydra
+    from regx.app.hydra_task import run_hydra
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from regx.config.sweeps import (
+from regx.app.sweeps import (
     TrialRecorder,
     finished_run,
     missing_plugin_message,
@@ -303,7 +303,7 @@ def test_missing_plugin_message_only_for_plugins_not_installed():
 
 
 def test_best_trial_without_optunas_results_file_is_the_best_recorded(tmp_path, capsys):
-    from regx.config.sweeps import Trial, report_best
+    from regx.app.sweeps import Trial, report_best
 
     trials = [
         Trial(0, ["loss.gamma=0.1"], tmp_path / "0", 0.7),

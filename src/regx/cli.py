@@ -64,7 +64,7 @@ def train(
 ) -> None:
     """Train one run, or a sweep with -m."""
     with interruptible():
-        from regx.config.app import run_hydra
+        from regx.app.hydra_task import run_hydra
 
         code = run_hydra(list(ctx.args), resume=resume)
     raise typer.Exit(code)

@@ -58,7 +58,7 @@ class OptunaSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        from regx.config.sweeps import TrialRecorder, objective_direction
+        from regx.app.sweeps import TrialRecorder, objective_direction
 
         self.objective = str(config.get("objective") or "val.acc")
         self.direction_used = objective_direction(self.direction, self.objective)
@@ -70,7 +70,7 @@ class OptunaSweeper(Sweeper):
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
     def sweep(self, arguments: list[str]) -> None:
-        from regx.config.sweeps import all_failed, report_best
+        from regx.app.sweeps import all_failed, report_best
 
         trials = self.recorder.trials
         try:

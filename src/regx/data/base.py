@@ -87,10 +87,24 @@ class DatasetSource:
         """Return the full dataset (uint8 tensors); subclasses implement this."""
         raise TypeError(f"{type(self).__name__} must implement _load_raw()")
 
+    def _load_subset(self, seed: int) -> ImageData:
+        """The raw data with the stratified `subset` of its training images applied.
+
+        A source that can read labels before decoding (ImageFolder) overrides this to
+        decode only the chosen images; it must pick them with `stratified_subset` on the
+        same labels and seed, so the subset is the same either way.
+        """
+        data = self._load_raw()
+        if self.subset is None:
+            return data
+        check_subset_size(self.subset, len(data.train_y), data.name)
+        idx = stratified_subset(data.train_y, self.subset, seed)
+        return replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx])
+
     # -- shared pipeline ------------------------------------------------------------
     def load(self, seed: int = 0) -> ImageData:
         """The dataset as configured: raw data, stratified subset, test shift, stats."""
-        data = self._load_raw()
+        data = self._load_subset(seed)
         if self.num_classes is not None and data.num_classes != self.num_classes:
             raise ConfigError(
                 "dataset.num_classes",
@@ -98,16 +112,6 @@ class DatasetSource:
                 f"the data in {self.root} has {data.num_classes} classes; "
                 f"set dataset.num_classes={data.num_classes} or null",
             )
-        if self.subset is not None:
-            n = len(data.train_y)
-            if self.subset > n:
-                raise ConfigError(
-                    "dataset.subset",
-                    self.subset,
-                    f"must be at most the {n} training images of {data.name}",
-                )
-            idx = stratified_subset(data.train_y, self.subset, seed)
-            data = replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx])
         # Test images only; mean/std below still come from the (unshifted) training images.
         data = self.shift.apply(data, self.test_shift, seed)
         if self.mean:
@@ -119,6 +123,13 @@ class DatasetSource:
             )
             data = replace(data, mean=self.mean, std=self.std)
         return data.with_stats()
+
+
+def check_subset_size(subset: int, available: int, name: str) -> None:
+    if subset > available:
+        raise ConfigError(
+            "dataset.subset", subset, f"must be at most the {available} training images of {name}"
+        )
 
 
 def stratified_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:

@@ -117,8 +117,8 @@ def task(cfg: DictConfig) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
     try:
+        from regx.app.sweeps import finished_run
         from regx.config.build import build_spec
-        from regx.config.sweeps import finished_run
         from regx.engine.run import train
 
         done = finished_run(cfg, run_dir)  # sweep.skip_done=true and this job finished before
@@ -187,9 +187,10 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     """Run the Hydra app on `args`; returns the exit code."""
     import hydra
 
+    from regx.app import torchrun
+    from regx.app.sweeps import missing_plugin_message, prefer_regx_plugin_configs
     from regx.config import hydra_compat
     from regx.config.paths import config_dir
-    from regx.config.sweeps import missing_plugin_message, prefer_regx_plugin_configs
     from regx.engine import distributed
 
     if resume is not None:
@@ -200,7 +201,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
             return 2
     try:
         # under torchrun: one run dir for all ranks, files and log lines from rank 0 only
-        args = [*args, *distributed.torchrun_overrides(args)]
+        args = [*args, *torchrun.torchrun_overrides(args)]
         hydra_kwargs = hydra_compat.main_kwargs()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from regx.config.app import debug_mode
+        from regx.app.hydra_task import debug_mode
         from regx.errors import UserError
         from regx.report.sweep import sweep_report
 

@@ -81,7 +81,7 @@ def verdict(ok: bool) -> str:
 def build_trainer(overrides: list[str], run_dir: Path):
     from regx.config import compose_config
     from regx.config.build import build_spec
-    from regx.engine.run import Trainer
+    from regx.engine.trainer import Trainer
 
     return Trainer(build_spec(compose_config(overrides), overrides), run_dir)
 

@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from regx.engine.outputs import read_metrics_csv
-from regx.report.sweep import Group, RunRecord, find_run_dirs, plot_compare, read_run, sweep_report
+from regx.report.grouping import Group
+from regx.report.runs import RunRecord, find_run_dirs, read_run
+from regx.report.sweep import sweep_report
+from regx.report.sweep_plot import plot_compare
 
 SCALES = {
     "digits": "digits (scikit-learn's 8×8 digits: 1,150 train / 287 validation / 359 test images; "

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from omegaconf import OmegaConf
 
-from regx.engine.evaluate import evaluate
+from regx.app.evaluate import evaluate
 from regx.errors import UserError
 
 TINY = ["dataset=synthetic", "model=mlp", "trainer=smoke", "trainer.epochs=3"]

@@ -422,7 +422,7 @@ def test_gamma_schedule_is_logged_per_epoch(train_run, tmp_path: Path) -> None:
 
 def test_auto_margin_run_resumes_identically(train_run, tmp_path: Path, monkeypatch) -> None:
     """Interrupted after epoch 2 and resumed, an auto-margin run matches the uninterrupted one."""
-    from regx.engine.run import Trainer
+    from regx.engine.trainer import Trainer
 
     overrides = [
         *TINY,

@@ -22,8 +22,10 @@ import yaml
 
 from regx.errors import UserError
 from regx.metrics.calibration import calibration_metrics
+from regx.report.grouping import group_runs
 from regx.report.run_report import write_run_report
-from regx.report.sweep import group_runs, read_run, sweep_report
+from regx.report.runs import read_run
+from regx.report.sweep import sweep_report
 
 TINY = ["dataset=synthetic", "model=mlp", "trainer=smoke", "trainer.progress=false"]
 

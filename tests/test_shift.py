@@ -109,7 +109,7 @@ def test_corrupt_noise_is_deterministic_given_the_run_seed(compose_cfg):
 
 
 def test_the_engine_evaluates_the_shifted_test_set(compose_cfg):
-    from regx.engine.run import prepare_data
+    from regx.engine.setup import prepare_data
 
     spec = build_spec(compose_cfg(["dataset.test_shift=corrupt", "shift.kind=brightness"]))
     prep = prepare_data(spec, torch.device("cpu"))

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from fault_helpers import error_line, hydra_in_process, metric_rows, read_summary
-from regx.engine.signals import InterruptOutsideTraining, StopRequest
-from regx.errors import Interrupted, RunAborted, interrupt_exit
+from regx.engine.signals import InterruptOutsideTraining, StopRequest, interrupt_exit
+from regx.errors import Interrupted, RunAborted
 
 SMALL = ["dataset=synthetic", "trainer.epochs=3", "trainer.batch_size=64"]
 STEPS_PER_EPOCH = 7  # 460 training images of the synthetic set, batches of 64
@@ -73,8 +73,8 @@ def test_sigint_mid_epoch_checkpoints_the_step_and_exits_130(
     assert [row["epoch"] for row in metric_rows(run_dir)] == ["1"]
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["data_order"] == {"seed": 0, "epoch": 1, "step": 3}
-    partial = ckpt["train_state"]["partial"]
-    assert (partial["epoch"], partial["step"], partial["seen"]) == (1, 3, 3 * 64)
+    paused = ckpt["train_state"]["paused"]
+    assert (paused["epoch"], paused["next_step"], paused["sums"]["seen"]) == (1, 3, 3 * 64)
     # the optimizer really took the 3 steps of epoch 2: 7 + 3 scheduler steps in all
     assert ckpt["scheduler"]["last_epoch"] == STEPS_PER_EPOCH + 3
 
@@ -92,7 +92,7 @@ def test_sigterm_on_the_last_step_of_an_epoch_stops_at_its_end_with_143(
     assert stray_signals == []
     assert read_summary(run_dir)["status"] == "interrupted"
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
-    assert ckpt["train_state"]["partial"] is None
+    assert ckpt["train_state"]["paused"] is None
     assert ckpt["train_state"]["epoch"] == 1
     assert len(metric_rows(run_dir)) == 1
 
@@ -113,7 +113,7 @@ def test_second_signal_aborts_at_once_without_writing(
     # nothing was written after the abort: summary still says running, last.pt is epoch 1's
     assert read_summary(run_dir)["status"] == "running"
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
-    assert ckpt["train_state"]["epoch"] == 1 and ckpt["train_state"]["partial"] is None
+    assert ckpt["train_state"]["epoch"] == 1 and ckpt["train_state"]["paused"] is None
 
 
 def test_a_signal_stops_the_whole_sweep(tmp_path: Path, stray_signals: list[int]) -> None:

@@ -110,7 +110,7 @@ SYNTH32 = [
 def _trainer(tmp_path: Path, overrides: list[str]):
     from conftest import FAST, compose_config
     from regx.config.build import build_spec
-    from regx.engine.run import Trainer
+    from regx.engine.trainer import Trainer
 
     spec = build_spec(compose_config([*FAST, *overrides]), overrides)
     return Trainer(spec, tmp_path / "run")
@@ -199,7 +199,7 @@ def test_runtime_setup_and_versions_import_neither_inductor_nor_torchvision():
     out = _python(
         "import sys, torch\n"
         "from regx.engine.device import configure_runtime\n"
-        "from regx.engine.results import versions\n"
+        "from regx.engine.environment import versions\n"
         "on = configure_runtime(torch.device('cpu'), None, 1)\n"
         "v = versions()\n"
         "print(on, torch.are_deterministic_algorithms_enabled(),\n"
@@ -252,7 +252,7 @@ def _correlated_images(n: int, size: int = 12) -> torch.Tensor:
 def test_airnet_whitening_layer_decorrelates_patches_and_stays_frozen():
     model = AirNet(num_classes=5, in_channels=3, image_size=12, widths=[8, 8], whiten_eps=1e-6)
     images = _correlated_images(200)
-    model.init_from_data(images, chunk=64)
+    model.init_from_data(lambda: images, chunk=64)
     with torch.no_grad():
         out = torch.nn.functional.conv2d(images, model.whiten.weight[:12])  # + half only
     flat = out.permute(0, 2, 3, 1).reshape(-1, 12).double()

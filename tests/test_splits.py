@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from regx.config.build import build_spec
-from regx.engine.run import prepare_data
+from regx.engine.setup import prepare_data
 from regx.errors import ConfigError
 from regx.report.split_plot import plot_split
 from regx.splits.adversarial import AdversarialSplit, effective_sample_size, out_of_fold_logits

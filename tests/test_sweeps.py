@@ -26,8 +26,8 @@ from regx.app.sweeps import (
     objective_direction,
     prefer_regx_plugin_configs,
 )
-from regx.engine.results import config_hash
 from regx.errors import UserError
+from regx.keys import config_hash
 
 # one epoch: these tests are about the sweep machinery, not the training
 SMOKE = ["trainer=smoke", "trainer.epochs=1", "trainer.progress=false"]

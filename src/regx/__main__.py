@@ -7,14 +7,14 @@ start-up.
 
 import sys
 
-from regx.engine.signals import InterruptOutsideTraining, leave_now
-from regx.errors import Interrupted, interrupt_exit
+from regx.engine.signals import InterruptOutsideTraining, interrupt_exit, leave_now
+from regx.errors import Interrupted
 
 
 def main() -> None:
     # SIGINT/SIGTERM outside training end the command with one line and 130/143 (during
     # training the engine's own handler finishes the step and checkpoints first). They
-    # raise from the moment a command's body begins (`cli.interruptible`); before that,
+    # raise from the moment a command's body begins (`signals.command_body`); before that,
     # while the CLI imports and typer parses, they are only remembered.
     signals = InterruptOutsideTraining().install()
     if len(sys.argv) <= 1:  # bare `regx`: help, successfully (click would exit 2)

@@ -3,11 +3,11 @@ so `regx --help` and `regx train --help` answer at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import typer
+
+from regx.engine.signals import command_body
 
 app = typer.Typer(
     name="regx",
@@ -23,26 +23,6 @@ app = typer.Typer(
 )
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-@contextmanager
-def interruptible() -> Iterator[None]:
-    """The body of a command: within it SIGINT/SIGTERM raise (see regx.__main__) and end the
-    command with its `error:` line and 130/143 (typer would exit 130 without a word)."""
-    import signal
-
-    from regx.engine.signals import InterruptOutsideTraining
-    from regx.errors import interrupt_exit
-
-    handler = signal.getsignal(signal.SIGINT)
-    raising = handler.raising() if isinstance(handler, InterruptOutsideTraining) else nullcontext()
-    try:
-        with raising:
-            yield
-    except KeyboardInterrupt as e:
-        code, line = interrupt_exit(e)
-        typer.echo(line, err=True)
-        raise typer.Exit(code) from None
 
 
 TRAIN_HELP = (
@@ -63,7 +43,7 @@ def train(
     ),
 ) -> None:
     """Train one run, or a sweep with -m."""
-    with interruptible():
+    with command_body():
         from regx.app.hydra_task import run_hydra
 
         code = run_hydra(list(ctx.args), resume=resume)
@@ -73,7 +53,7 @@ def train(
 @app.command("list")
 def list_options(group: str | None = typer.Argument(None, help="Only this config group.")) -> None:
     """The options of each config group and their parameters."""
-    with interruptible():
+    with command_body():
         from regx.config.catalog import print_catalog
 
         code = print_catalog(group)
@@ -97,19 +77,26 @@ def report(
         "--out",
         help="Folder for report.md, runs.csv, compare.png (default: the one PATH given, else ./regx-report).",
     ),
+    html: bool = typer.Option(
+        False,
+        "--html",
+        help="Also write report.html: one self-contained page (figures inlined, sortable table) "
+        "linked to each run's report.html.",
+    ),
 ) -> None:
     """Compare runs: one row per group of runs that differ only by seed (mean ± std).
 
     Finds every run under PATH (single runs, multirun folders, nested), lists unfinished or
-    failed runs as such, and writes report.md, runs.csv (one row per run) and compare.png.
+    failed runs as such, and writes report.md, runs.csv (one row per run) and compare.png;
+    with --html also report.html.
     """
     from regx.errors import UserError
 
     try:
-        with interruptible():
+        with command_body():
             from regx.report.sweep import sweep_report
 
-            sweep_report(paths, out=out, sort=sort, descending=descending, where=where)
+            sweep_report(paths, out=out, sort=sort, descending=descending, where=where, html=html)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -129,8 +116,8 @@ def evaluate(
     from regx.errors import UserError
 
     try:
-        with interruptible():
-            from regx.engine.evaluate import evaluate as evaluate_run
+        with command_body():
+            from regx.app.evaluate import evaluate as evaluate_run
 
             out, summary = evaluate_run(run_dir, list(ctx.args))
     except UserError as e:

@@ -5,7 +5,6 @@ The CLI prints `str(error)` and exits with `error.exit_code`; nothing here impor
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 
@@ -66,6 +65,17 @@ class RunInterrupted(UserError):
         self.exit_code = 128 + signum
 
 
+class RunPruned(UserError):
+    """A search trial's per-epoch objective was hopeless: the search's pruner stopped it
+    after `epoch` (1-based), with that epoch's checkpoint and metrics kept."""
+
+    exit_code = 5
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"pruned by the search at epoch {epoch}")
+        self.epoch = epoch
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT/SIGTERM outside training (importing, composing, loading data, waiting on a
     sweep's workers): there is nothing to save, so the command ends, exit code 128 + signal.
@@ -82,14 +92,6 @@ class Interrupted(KeyboardInterrupt):
 
 class RunAborted(Interrupted):
     """A second SIGINT/SIGTERM while stopping: leave at once, writing nothing more."""
-
-
-def interrupt_exit(e: KeyboardInterrupt) -> tuple[int, str]:
-    """The exit code and the one `error:` line of a command ended by `e`."""
-    signum = getattr(e, "signum", signal.SIGINT)  # a bare KeyboardInterrupt is Ctrl-C
-    how = "aborted by a second signal" if isinstance(e, RunAborted) else "interrupted"
-    name = signal.Signals(signum).name
-    return 128 + signum, f"error: {how} ({name}); files already written are kept"
 
 
 class MissingExtraError(UserError):

@@ -24,9 +24,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from regx.errors import RunInterrupted, UserError, interrupt_exit
+from regx.config import register_resolvers
+from regx.engine.signals import interrupt_exit
+from regx.errors import RunInterrupted, UserError
 
 log = logging.getLogger("regx")
+
+# Here, not in `run_hydra`: a joblib worker imports this module to unpickle `task`, and
+# resolves the job's hydra.sweep.dir (which uses regx's resolvers) before calling it.
+register_resolvers()
 
 
 def debug_mode() -> bool:
@@ -97,13 +103,16 @@ def _job_started() -> None:
         sys.stderr.release()
 
 
-def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
-    """The number a sweeper optimizes: `objective` (a dotted summary key, e.g. val.nll)."""
-    key = cfg.get("objective") or "val.acc"
-    value: Any = summary
-    for part in str(key).split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return float(value) if isinstance(value, (int, float)) else math.nan
+def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | list[float]:
+    """The value(s) a sweeper optimizes: `objective`, a dotted summary key (val.nll) → its
+    number, or a list of keys ([val.acc,val.ece]) → a list of numbers; NaN where missing."""
+    from omegaconf import ListConfig
+
+    from regx.app.sweeps import objective_keys, summary_value
+
+    objective = cfg.get("objective") or "val.acc"
+    values = [summary_value(summary, key) for key in objective_keys(objective)]
+    return values if isinstance(objective, (list, ListConfig)) else values[0]
 
 
 def task(cfg: DictConfig) -> float:
@@ -183,12 +192,31 @@ def resume_args(run_dir: Path) -> list[str]:
     return [*overrides, f"hydra.run.dir={run_dir}"]
 
 
+def _exit_code(code: Any, gate: StderrGate) -> int:
+    """Hydra's exit status as an int; what it wrote before the job started, condensed to
+    one line when it failed (an unknown key, a missing plugin)."""
+    from regx.app.sweeps import missing_plugin_message
+
+    if code is None:
+        code = 0
+    if not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    held = gate.buffer_text.getvalue()
+    if not gate.open and held.strip():
+        if code:
+            print(f"error: {missing_plugin_message(held) or _condense(held)}", file=sys.stderr)
+            return 2
+        sys.stderr.write(held)
+    return code
+
+
 def run_hydra(args: list[str], resume: Path | None = None) -> int:
     """Run the Hydra app on `args`; returns the exit code."""
     import hydra
 
     from regx.app import torchrun
-    from regx.app.sweeps import missing_plugin_message, prefer_regx_plugin_configs
+    from regx.app.sweeps import prefer_regx_plugin_configs
     from regx.config import hydra_compat
     from regx.config.paths import config_dir
     from regx.engine import distributed
@@ -234,15 +262,4 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         sys.argv, sys.stderr = saved_argv, saved_stderr
         if distributed.launched_by_torchrun():
             distributed.shutdown()
-    if code is None:
-        code = 0
-    if not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    held = gate.buffer_text.getvalue()
-    if not gate.open and held.strip():
-        if code:
-            print(f"error: {missing_plugin_message(held) or _condense(held)}", file=sys.stderr)
-            return 2
-        sys.stderr.write(held)
-    return code
+    return _exit_code(code, gate)

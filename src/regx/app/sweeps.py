@@ -1,11 +1,12 @@
-"""Sweeps through Hydra's own plugins: launchers (joblib, submitit), the Optuna sweeper, and
-completing an interrupted sweep (`sweep.skip_done`).
+"""Sweeps through Hydra's plugins: launchers (joblib, submitit), regx's Optuna search
+(`hydra/sweeper=regx_optuna`: the objective's keys, directions and values), and completing
+an interrupted sweep (`sweep.skip_done`).
 
 regx ships its own `conf/hydra/launcher/joblib.yaml`, `submitit_slurm.yaml`, … and
-`conf/hydra/sweeper/optuna.yaml`. The plugins register configs of the same names in Hydra's
-ConfigStore; Hydra would merge a same-named file onto them (a deprecated "automatic schema
-match", a hard error for the Optuna sweeper's, which has a defaults list), so
-`prefer_regx_plugin_configs` drops those entries and regx's files are the ones used.
+`conf/hydra/sweeper/*.yaml`. Installed plugins register configs of the same names in Hydra's
+ConfigStore (hydra-optuna-sweeper, if present, an `optuna` sweeper); Hydra would merge a
+same-named file onto them (a deprecated "automatic schema match", a hard error for one with a
+defaults list), so `prefer_regx_plugin_configs` drops those entries and regx's files are used.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import importlib.util
 import math
 import re
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regx.errors import ConfigError, MissingExtraError, UserError
 
@@ -35,7 +34,6 @@ PLUGINS = {
         "sweep",
         "hydra/launcher=submitit_slurm",
     ),
-    "hydra_plugins.hydra_optuna_sweeper": ("hydra-optuna-sweeper", "sweep", "hydra/sweeper=optuna"),
 }
 # The message of a MissingExtraError, wherever Hydra printed it (e.g. inside a repr).
 _MISSING_EXTRA = re.compile(
@@ -102,7 +100,7 @@ def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     if not skip or not path.is_file():
         return None
     from regx.engine.outputs import read_json
-    from regx.engine.results import config_hash
+    from regx.keys import config_hash
 
     try:
         summary = read_json(path)
@@ -120,26 +118,60 @@ def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     return summary
 
 
-# -- the Optuna sweeper's bookkeeping ---------------------------------------------------------
+# -- the Optuna search's objective -----------------------------------------------------------
 
 
-class TrialFailed(RuntimeError):
-    """A trial whose run produced no objective value (its summary.json says why)."""
+def objective_keys(objective: Any) -> list[str]:
+    """`objective` as its dotted summary.json keys: one (`val.nll`) or several
+    (`[val.acc,val.ece]`, a multi-objective search); null means val.acc."""
+    if objective is None:
+        return ["val.acc"]
+    keys = list(objective) if isinstance(objective, (list, tuple, ListConfig)) else [objective]
+    if not keys or not all(isinstance(k, str) and k.strip() for k in keys):
+        raise ConfigError(
+            "objective", _listed(objective), "must be a dotted summary.json key or a list of them"
+        )
+    if len(set(keys)) < len(keys):
+        raise ConfigError("objective", _listed(objective), "must not name a key twice")
+    return [str(k) for k in keys]
 
 
-@dataclass
-class Trial:
-    job: int
-    overrides: list[str]
-    run_dir: Path
-    value: float  # NaN when the run failed
+def objective_directions(direction: Any, keys: list[str]) -> list[str]:
+    """One direction per objective key: `auto` (per key, as `objective_direction`),
+    `minimize`, `maximize`, or a list of those with one entry per key."""
+    given = list(direction) if isinstance(direction, (list, tuple, ListConfig)) else [direction]
+    if len(given) == 1 and len(keys) > 1 and given[0] == "auto":
+        given = given * len(keys)
+    allowed = ("auto", "minimize", "maximize")
+    if len(given) != len(keys) or any(d not in allowed for d in given):
+        raise ConfigError(
+            "hydra.sweeper.direction",
+            _listed(direction),
+            f"must be auto, minimize or maximize, or a list of those with one entry per "
+            f"objective ({len(keys)})",
+        )
+    return [objective_direction(d, k) for d, k in zip(given, keys)]
 
 
-def _run_dir(ret: Any) -> Path:
-    return Path(str(OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir")))
+def _listed(value: Any) -> Any:
+    """A list as it is written on the command line: [a,b]."""
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return value
 
 
-def _failure_reason(run_dir: Path) -> str:
+def summary_value(summary: dict[str, Any], key: str) -> float:
+    """The number at dotted `key` of a summary.json; NaN where there is none."""
+    value: Any = summary
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+def failure_reason(run_dir: Path) -> str:
+    """What a run's summary.json says about why it gave no objective value."""
     import json
 
     try:
@@ -149,77 +181,11 @@ def _failure_reason(run_dir: Path) -> str:
     return f"{summary.get('status')}: {summary.get('message') or 'no objective value'}"
 
 
-class TrialRecorder:
-    """Wraps the sweeper's launcher: records every trial, and turns a run that returned NaN
-    (regx's multirun result for a failed run) into a failed job, which Optuna records as a
-    FAILED trial instead of aborting the study on an un-tellable NaN."""
-
-    def __init__(self, launcher: Any) -> None:
-        self.launcher = launcher
-        self.trials: list[Trial] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.launcher, name)
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        from hydra.core.utils import JobStatus
-
-        returns = self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
-        for i, ret in enumerate(returns):
-            run_dir = _run_dir(ret)
-            value = math.nan
-            if ret.status == JobStatus.COMPLETED:
-                try:
-                    value = float(ret.return_value)
-                except (TypeError, ValueError):
-                    value = math.nan
-                if math.isnan(value):
-                    ret.status = JobStatus.FAILED
-                    ret.return_value = TrialFailed(
-                        f"trial {initial_job_idx + i} ({run_dir}) has no objective value "
-                        f"({_failure_reason(run_dir)})"
-                    )
-            self.trials.append(
-                Trial(initial_job_idx + i, list(ret.overrides or []), run_dir, value)
-            )
-        return returns
-
-
-def report_best(trials: list[Trial], results_file: Path, objective: str, direction: Any) -> None:
-    """Print the best trial with its run dir and summary.json value: the one Optuna chose
-    (optimization_results.yaml), else the best finite value among the recorded trials."""
-    results = OmegaConf.load(results_file) if results_file.is_file() else None
-    if results is not None and "best_params" in results:
-        params = {str(k): v for k, v in results.best_params.items()}
-        wanted = {f"{k}={v}" for k, v in params.items()}
-        match = [t for t in trials if wanted <= set(t.overrides) and t.value == results.best_value]
-        shown = "  ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-        )
-    else:
-        finished = [t for t in trials if not math.isnan(t.value)]
-        if direction not in ("minimize", "maximize") or not finished:
-            return  # several objectives (a Pareto front), or nothing finished
-        sign = 1.0 if direction == "minimize" else -1.0
-        match = sorted(finished, key=lambda t: sign * t.value)[:1]
-        shown = "  ".join(match[0].overrides) if match else ""
-    if not match:
-        return
-    best = match[0]
+def all_failed(n_trials: int, sweep_dir: Path) -> None:
+    """No trial of a search finished: say so in one line and end with exit code 1."""
     print(
-        f"best trial: #{best.job} of {len(trials)}  {objective} = {best.value:.6g}\n"
-        f"  {shown}\n  run dir: {best.run_dir}"
-        + (f"\n  all trials: {results_file}" if results_file.is_file() else ""),
-        flush=True,
-    )
-
-
-def all_failed(trials: list[Trial]) -> None:
-    """Every trial failed: say so in one line and end with exit code 1."""
-    dirs = sorted({str(t.run_dir.parent) for t in trials})
-    print(
-        f"error: all {len(trials)} trials failed; see summary.json in the trials' run dirs "
-        f"under {', '.join(dirs)}",
+        f"error: all {n_trials} trials failed; see summary.json in the trials' run dirs "
+        f"under {sweep_dir}",
         file=sys.stderr,
         flush=True,
     )

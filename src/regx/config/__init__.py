@@ -7,10 +7,16 @@ from omegaconf import DictConfig
 
 from regx.config.hydra_compat import register_resolver
 
-# Used in hydra.run.dir / hydra.sweep.dir so that two runs started in the same microsecond
-# from two shells still get two directories. Cached, so every job of a sweep (also in
-# joblib workers, which receive the resolver cache with the config) sees the launcher's pid.
-register_resolver("regx_pid", lambda: os.getpid())
+
+def register_resolvers() -> None:
+    """The OmegaConf resolvers regx's configs use (idempotent).
+
+    `regx_pid`: in hydra.run.dir / hydra.sweep.dir, so that two runs started in the same
+    microsecond from two shells still get two directories. Cached, so every job of a sweep
+    (also in joblib workers, which receive the resolver cache with the config) sees the
+    launcher's pid.
+    """
+    register_resolver("regx_pid", lambda: os.getpid())
 
 
 def compose_config(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
@@ -21,6 +27,7 @@ def compose_config(overrides: Sequence[str] = (), return_hydra_config: bool = Fa
     from regx.config.hydra_compat import VERSION_BASE
     from regx.config.paths import config_dir
 
+    register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), **VERSION_BASE):
         return compose(
             config_name="config",

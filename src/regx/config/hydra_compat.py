@@ -88,3 +88,11 @@ def register_resolver(name: str, resolver: Callable[..., Any]) -> None:
         return
     register = OmegaConf.register_resolver if NEW_RESOLVER_API else OmegaConf.register_new_resolver
     register(name, resolver, use_cache=True)
+
+
+def apply_overrides(cfg: Any, parsed: list[Any]) -> None:
+    """Apply parsed Hydra overrides to `cfg` in place, as Hydra's config loader does (its
+    private API: the one place regx touches it)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from regx.engine.settings import TrainerSettings
+from regx.engine.settings import MONITORS, TrainerSettings
 from regx.errors import ConfigError, check, check_choice, check_range
 
 _TYPE_WORDS = {
@@ -21,7 +21,6 @@ _TYPE_WORDS = {
     "String": "must be a string",
 }
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-MONITORS = ("val_acc", "val_loss", "val_ece")
 
 
 def _typed(schema_cls: type, node: Any, prefix: str) -> Any:

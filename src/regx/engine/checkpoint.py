@@ -64,57 +64,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return ckpt
 
 
-# Settings that may change when a run is resumed: they decide where and how fast it runs,
-# or what is logged, never what it computes (device: a run may move machines; on CUDA it
-# is not bit-exact anyway).
-RESUME_FREE_KEYS = (
-    "out_dir",
-    "hydra",
-    "logger",
-    "objective",
-    "sweep",  # sweep.skip_done: re-launching a sweep resumes its interrupted jobs
-    "trainer.progress",
-    "trainer.threads",
-    "trainer.num_workers",
-    "trainer.data_on_device",
-    "trainer.eval_batch_size",
-    "trainer.nan_check_every",
-    "trainer.resume",
-    "trainer.device",
-)
-
-
-def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a.b.c": value} for every leaf of nested dicts (lists are leaves)."""
-    if not isinstance(config, dict):
-        return {prefix: config}
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        flat.update(flatten_config(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """`key: saved → current` for each setting that differs, except `RESUME_FREE_KEYS`."""
-
-    def free(key: str) -> bool:
-        return any(key == k or key.startswith(k + ".") for k in RESUME_FREE_KEYS)
-
-    old, new = flatten_config(saved), flatten_config(current)
-    missing = object()
-    return [
-        f"{key}: {_show(old.get(key, missing))} → {_show(new.get(key, missing))}"
-        for key in sorted(set(old) | set(new))
-        if not free(key) and old.get(key, missing) != new.get(key, missing)
-    ]
-
-
-def _show(value: Any) -> str:
-    if not isinstance(value, (str, int, float, bool, list, type(None))):
-        return "(absent)"
-    return "null" if value is None else str(value)
-
-
 def rng_state() -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),

@@ -1,60 +1,65 @@
-"""`regx evaluate RUN_DIR [OVERRIDES…]`: re-score a run's best checkpoint, e.g. on a shifted
-test set, and write a fresh report into RUN_DIR/eval/<time>-<overrides>/.
-
-The config is the run's own `.hydra/config.yaml` with the overrides applied (Hydra's
-override syntax: `key=value`, `+key=value`, `~key`). The validation set is always the
-run's original one — recomputed from the run's unchanged config and seed, as every split
-strategy is deterministic given both: it is the only data, besides the test set, that the
-model did not train on, and the temperature is fitted there. Overrides that would change which images
-were training images (`seed`, `split.*`, the dataset's training data) are refused; the
-test set can change freely (`dataset.test_shift=corrupt shift.severity=5`).
-"""
+"""Re-scoring a run's best weights (`regx evaluate`): the validation set is the run's own,
+recomputed from its unchanged config and seed; the test set may be another one."""
 
 from __future__ import annotations
 
-import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regx.errors import ConfigError, UserError
+import numpy as np
+import torch
 
-# Dataset keys that leave the training images as they were (where the data lives, and
-# the test-set shift); every other dataset key, the seed and the split are fixed.
-FREE_DATASET_KEYS = ("test_shift", "root", "cache_dir", "download")
-FIXED_PREFIXES = ("seed", "split", "dataset")
+from regx.data.augment import Normalize
+from regx.data.types import ImageData
+from regx.engine import outputs
+from regx.engine.checkpoint import load_checkpoint
+from regx.engine.device import configure_runtime, resolve_device, seed_everything
+from regx.engine.environment import device_name, versions
+from regx.engine.scoring import (
+    Evaluation,
+    ReportInputs,
+    dataset_record,
+    score_model,
+    write_run_outputs,
+)
+from regx.engine.setup import Prepared, build_model, prepare_data
+from regx.engine.spec import RunSpec
+from regx.errors import UserError
+from regx.keys import config_hash
 
 
-def _checkpoint(run_dir: Path) -> tuple[dict[str, Any], str, int | None]:
-    """(model state dict, which file, epoch) of the run's best weights."""
-    from regx.engine.checkpoint import load_checkpoint
+@dataclass
+class BestWeights:
+    state: dict[str, Any]
+    source: str  # which file, for the record
+    epoch: int | None
 
+
+def best_weights(run_dir: Path) -> BestWeights:
+    """The run's best weights: best.pt, else the best weights last.pt keeps."""
     best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
     if best.is_file():
         ckpt = load_checkpoint(best)
-        return ckpt["model"], "checkpoints/best.pt", ckpt.get("epoch")
-    if last.is_file():  # last.pt keeps the best weights seen so far as well
+        return BestWeights(ckpt["model"], "checkpoints/best.pt", ckpt.get("epoch"))
+    if last.is_file():
         ckpt = load_checkpoint(last)
         state = ckpt.get("train_state") or {}
         if ckpt.get("best_weights") is not None:
-            return (
-                ckpt["best_weights"],
-                "checkpoints/last.pt (best weights)",
-                state.get("best_epoch"),
-            )
-        return ckpt["model"], "checkpoints/last.pt", state.get("epoch")
+            source = "checkpoints/last.pt (best weights)"
+            return BestWeights(ckpt["best_weights"], source, state.get("best_epoch"))
+        return BestWeights(ckpt["model"], "checkpoints/last.pt", state.get("epoch"))
     raise UserError(
         f"{run_dir} has no checkpoints/best.pt or last.pt to evaluate "
         "(was it trained with trainer.checkpoint=false?)"
     )
 
 
-def _check_same_validation(run_dir: Path, val_labels: Any) -> None:
+def check_same_validation(run_dir: Path, val_labels: Any) -> None:
     """The recomputed validation labels must equal those the run stored: a cheap guard
     against a split that came out differently (the temperature would then be fitted on
     images the model may have trained on)."""
-    import numpy as np
-
     stored = run_dir / "predictions.npz"
     if not stored.is_file():
         return
@@ -70,209 +75,83 @@ def _check_same_validation(run_dir: Path, val_labels: Any) -> None:
         )
 
 
-def _check_override(override: Any) -> None:
-    key = str(override.key_or_group)
-    top, _, rest = key.partition(".")
-    if top in FIXED_PREFIXES and not (top == "dataset" and rest in FREE_DATASET_KEYS):
-        raise ConfigError(
-            key,
-            override.value(),
-            "cannot change in evaluate: the checkpoint was trained on the images this "
-            "setting selects, and its validation set must stay the one it never trained on; "
-            "allowed here: dataset.test_shift, shift.*, dataset.root, and any non-data key",
-        )
+@dataclass
+class EvaluationRequest:
+    """A run to re-score: how it was trained, how to score it, and where to write."""
+
+    run_dir: Path
+    trained: RunSpec  # the run's own config: its data and validation split
+    spec: RunSpec  # with the overrides: the test set to score on
+    weights: BestWeights
+    same_test_set: bool
+    overrides: list[str]
+    out_dir: Path
+    choices: dict[str, Any] | None = None  # the run's config-group options, for the report
 
 
-def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
-    """The run's config with Hydra-syntax overrides applied (one-line errors)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf import DictConfig, OmegaConf
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as e:
-        raise UserError(f"bad override: {str(e).splitlines()[0]}") from None
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
-    for override in parsed:
-        _check_override(override)
-        node = OmegaConf.select(cfg, str(override.key_or_group), throw_on_missing=False)
-        if isinstance(node, DictConfig) and not isinstance(override.value(), dict):
-            raise ConfigError(
-                str(override.key_or_group),
-                override.value(),
-                "replaces a whole config group; evaluate takes keys of the run's config, "
-                f"e.g. {override.key_or_group}.<key>=…",
-            )
-    # struct mode: a key the run's config lacks is an error (a typo), unless added with +
-    OmegaConf.set_struct(cfg, True)
-    try:
-        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
-    except HydraException as e:
-        raise UserError(" ".join(str(e).split())) from None
-    OmegaConf.set_struct(cfg, False)
-    return cfg
-
-
-def _slug(overrides: list[str], limit: int = 60) -> str:
-    """A folder-name form of the overrides: whole overrides only, at most `limit` characters."""
-    parts: list[str] = []
-    for override in overrides:
-        part = re.sub(r"[^A-Za-z0-9._=+-]+", "-", override).strip("-")
-        if parts and len("_".join([*parts, part])) > limit:
-            break
-        parts.append(part[:limit])
-    return "_".join(parts) or "as-trained"
-
-
-def eval_dir_for(run_dir: Path, overrides: list[str]) -> Path:
-    base = run_dir / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(overrides)}"
-    out, n = base, 1
-    while out.exists():
-        out, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return out
-
-
-def evaluate(
-    run_dir: Path, overrides: list[str], out_dir: Path | None = None
-) -> tuple[Path, dict[str, Any]]:
-    """Score the run's best weights under its config + `overrides`; returns (folder, summary)."""
-    run_dir = Path(run_dir)
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        raise UserError(
-            f"{run_dir} is not a regx run directory (no .hydra/config.yaml); "
-            "pass the folder that holds the run's .hydra/"
-        )
+def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
+    """Score the run's best weights on `req.spec`'s test set; returns the summary."""
     t0 = time.perf_counter()
-    from omegaconf import OmegaConf
-
-    import regx.config  # noqa: F401  (registers the resolvers the config may use)
-
-    base = OmegaConf.load(config_file)
-    base.logger = None  # trackers belong to training; evaluate writes files only
-    cfg = apply_overrides(base, overrides)
-    weights, checkpoint_name, checkpoint_epoch = _checkpoint(run_dir)
-
-    import torch
-
-    from regx.config.build import build_spec
-    from regx.data.augment import Normalize
-    from regx.engine import outputs
-    from regx.engine.device import configure_runtime, resolve_device, seed_everything
-    from regx.engine.predict import predict
-    from regx.engine.results import (
-        config_hash,
-        device_name,
-        prediction_arrays,
-        score_predictions,
-        versions,
-    )
-    from regx.engine.run import build_model, prepare_data
-    from regx.report.run_report import run_choices, write_run_report
-
-    run_overrides = []
-    if (run_dir / ".hydra" / "overrides.yaml").is_file():
-        run_overrides = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
-    trained = build_spec(base, run_overrides)
-    spec = build_spec(cfg, [*run_overrides, *overrides])
-    s = spec.trainer
+    weights = req.weights
+    spec, s = req.spec, req.spec.trainer
     device = resolve_device(s.device)
     configure_runtime(device, s.deterministic, s.threads)
     seed_everything(spec.seed)
-
-    # Validation (and the split) exactly as in training; the test set as overridden.
-    prep = prepare_data(trained, device)
-    _check_same_validation(run_dir, prep.val_y)
-    same_data = OmegaConf.to_container(base.dataset) == OmegaConf.to_container(cfg.dataset) and (
-        OmegaConf.to_container(base.get("shift") or {})
-        == OmegaConf.to_container(cfg.get("shift") or {})
-    )
-    test = prep.data if same_data else spec.dataset.load(seed=spec.seed)
+    prep = prepare_data(req.trained, device)
+    check_same_validation(req.run_dir, prep.val_y)
+    test = prep.data if req.same_test_set else spec.dataset.load(seed=spec.seed)
     model = build_model(spec, prep.data, device)
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(weights.state)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise UserError(f"{checkpoint_name} does not fit the configured model: {first}") from None
+        raise UserError(f"{weights.source} does not fit the configured model: {first}") from None
     normalize = Normalize(prep.data.mean, prep.data.std, device, s.channels_last)
+    ev = Evaluation(
+        model, normalize, device, s.eval_batch_size, s.precision, spec.calibration_bins,
+        test.test_x, test.test_y, prep.val_x, prep.val_y, prep.val_weight,
+    )  # fmt: skip
+    scored = score_model(ev)
+    summary = _summary(req, weights, scored.sections, prep, test, device)
+    summary["eval_time_s"] = scored.seconds
+    history = []
+    if (req.run_dir / "metrics.csv").is_file():
+        history = outputs.read_metrics_csv(req.run_dir / "metrics.csv")
+    report = ReportInputs(history, prep.split.arrays, req.choices, "Evaluation report")
+    return write_run_outputs(req.out_dir, ev, scored, summary, report, t0)
 
-    t_eval = time.perf_counter()
-    test_logits, test_feats = predict(
-        model, test.test_x, normalize, device, s.eval_batch_size, s.precision, features=True
-    )
-    val_logits, _ = predict(model, prep.val_x, normalize, device, s.eval_batch_size, s.precision)
-    scores = score_predictions(
-        test_logits,
-        test.test_y.to(device),
-        val_logits,
-        prep.val_y,
-        prep.val_weight,
-        test_feats,
-        spec.calibration_bins,
-    )
-    eval_seconds = time.perf_counter() - t_eval
 
-    out = out_dir or eval_dir_for(run_dir, overrides)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    arrays = prediction_arrays(
-        test_logits, test.test_y, val_logits, prep.val_y, prep.val_weight, scores["temperature"]
-    )
-    outputs.write_predictions(out / "predictions.npz", **arrays)
-
+def _summary(
+    req: EvaluationRequest,
+    weights: BestWeights,
+    sections: dict[str, Any],
+    prep: Prepared,
+    test: ImageData,
+    device: torch.device,
+) -> dict[str, Any]:
     trained_summary = {}
-    if (run_dir / "summary.json").is_file():
-        trained_summary = outputs.read_json(run_dir / "summary.json")
-    summary: dict[str, Any] = {"status": "finished", **scores}
-    summary["split"] = dict(prep.split.info)
+    if (req.run_dir / "summary.json").is_file():
+        trained_summary = outputs.read_json(req.run_dir / "summary.json")
+    s = req.spec.trainer
+    summary: dict[str, Any] = {"status": "finished", **sections, "split": dict(prep.split.info)}
+    dataset = dataset_record(test.name, test, len(prep.train_y), len(prep.val_y))
+    dataset["test_shift"] = str(req.spec.config.get("dataset", {}).get("test_shift", "none"))
     summary.update(
         evaluation={
-            "run_dir": str(run_dir.resolve()),
-            "checkpoint": checkpoint_name,
-            "checkpoint_epoch": checkpoint_epoch,
-            "overrides": list(overrides),
+            "run_dir": str(req.run_dir.resolve()),
+            "checkpoint": weights.source,
+            "checkpoint_epoch": weights.epoch,
+            "overrides": list(req.overrides),
             "run_status": trained_summary.get("status", "unfinished"),
         },
-        best_epoch=checkpoint_epoch,
+        best_epoch=weights.epoch,
         epochs_run=trained_summary.get("epochs_run"),
         monitor=trained_summary.get("monitor", s.monitor),
-        dataset={
-            "name": test.name,
-            "num_classes": test.num_classes,
-            "image_size": test.image_size,
-            "channels": test.channels,
-            "train_size": len(prep.train_y),
-            "val_size": len(prep.val_y),
-            "test_size": len(test.test_y),
-            "test_shift": str(cfg.dataset.get("test_shift", "none")),
-        },
-        seed=spec.seed,
-        config_hash=config_hash(spec.config),
-        overrides=[*run_overrides, *overrides],
+        dataset=dataset,
+        seed=req.spec.seed,
+        config_hash=config_hash(req.spec.config),
+        overrides=list(req.spec.overrides),
         versions=versions(),
         device=device_name(device),
-        eval_time_s=eval_seconds,
     )
-    history = []
-    if (run_dir / "metrics.csv").is_file():
-        history = outputs.read_metrics_csv(run_dir / "metrics.csv")
-    t_report = time.perf_counter()
-    write_run_report(
-        out,
-        summary=summary,
-        history=history,
-        probs=torch.from_numpy(arrays["probs"]),
-        probs_ts=torch.from_numpy(arrays["probs_ts"]),
-        labels=test.test_y,
-        n_bins=spec.calibration_bins,
-        split_arrays=prep.split.arrays,
-        choices=run_choices(run_dir),
-        title="Evaluation report",
-    )
-    summary["report_time_s"] = time.perf_counter() - t_report
-    summary["wall_time_s"] = time.perf_counter() - t0
-    summary["finished"] = time.time()
-    outputs.write_json(out / "summary.json", summary)
-    return out, summary
+    return summary

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MONITORS = ("val_acc", "val_loss", "val_ece")  # `trainer.monitor`: what picks best.pt
+
 
 @dataclass
 class OptimizerSettings:

@@ -1,26 +1,6 @@
-"""SIGINT/SIGTERM: during training, finish the step, save, then stop; outside it, end the command.
-
-During training (`StopRequest`) the handler only records the signal (no I/O inside a
-signal handler: it may run in the middle of a checkpoint write or a logging call). The
-training loop reads `requested` between steps, a plain attribute read that costs nothing
-on the hot path, then writes the checkpoint and summary.json itself. A second signal
-while stopping raises `RunAborted` from the handler, so a hung write can always be left
-with another Ctrl-C.
-
-Outside training the `regx` command's handler (`InterruptOutsideTraining`) raises
-`Interrupted`, a KeyboardInterrupt that says which signal came, so that launchers stop
-their workers and `finally` blocks run. A run imports torch and its parts for seconds,
-lazily, at several points of its setup, so a signal lands inside some import most of the
-time, and an exception raised there was seen to go wrong three ways: a library swallowed
-it and the run went on with numpy half-initialized (`np.matrix` missing, a traceback
-later), or went on unharmed; and the interpreter's shutdown re-raised the signal, so the
-process died by SIGINT and the exit code was lost. Hence, inside an import the handler
-prints the line and leaves at once (`leave_now`: flush, then `os._exit`, skipping that
-shutdown; there is nothing to save mid-import); elsewhere it raises and remembers the
-signal: `StopRequest` takes over a remembered signal whose exception was swallowed (Python
-drops what a `__del__` or weakref callback raises), so the run stops after its first
-step, and the command leaves with `leave_now` once the exception has unwound.
-"""
+"""SIGINT/SIGTERM, everywhere: during training the loop finishes its step, checkpoints and
+stops (`StopRequest`); outside training the command ends with one line and 128 + signal
+(`InterruptOutsideTraining`, `command_body`), leaving at once if the signal lands in an import."""
 
 from __future__ import annotations
 
@@ -34,7 +14,7 @@ from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
-from regx.errors import Interrupted, RunAborted, interrupt_exit
+from regx.errors import Interrupted, RunAborted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -164,3 +144,30 @@ def leave_now(code: int) -> NoReturn:
     with contextlib.suppress(Exception):
         logging.shutdown()
     os._exit(code)
+
+
+def interrupt_exit(e: KeyboardInterrupt) -> tuple[int, str]:
+    """The exit code and the one `error:` line of a command ended by `e`."""
+    signum = getattr(e, "signum", signal.SIGINT)  # a bare KeyboardInterrupt is Ctrl-C
+    how = "aborted by a second signal" if isinstance(e, RunAborted) else "interrupted"
+    name = signal.Signals(signum).name
+    return 128 + signum, f"error: {how} ({name}); files already written are kept"
+
+
+@contextlib.contextmanager
+def command_body() -> Iterator[None]:
+    """The body of a command: within it SIGINT/SIGTERM raise (see regx.__main__) and end the
+    command with its `error:` line and 130/143 (typer would exit 130 without a word)."""
+    handler = signal.getsignal(signal.SIGINT)
+    raising = (
+        handler.raising()
+        if isinstance(handler, InterruptOutsideTraining)
+        else contextlib.nullcontext()
+    )
+    try:
+        with raising:
+            yield
+    except KeyboardInterrupt as e:
+        code, line = interrupt_exit(e)
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(code) from None

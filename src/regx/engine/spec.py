@@ -32,3 +32,5 @@ class RunSpec:
     config: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     loggers: list[Any] = field(default_factory=list)
+    # Side effects at fixed points of the loop (regx.engine.hooks.RunHook), e.g. pruning.
+    hooks: list[Any] = field(default_factory=list)

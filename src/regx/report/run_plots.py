@@ -50,6 +50,24 @@ def plot_reliability(
     figures.save(fig, path)
 
 
+def _confidence_axes(ax: Any, conf: np.ndarray, edges: np.ndarray, lo: float) -> None:
+    """Log counts up to the next power of ten, plain tick labels, confidence ticks."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    # up to the next power of ten, so the top count has a labelled tick above it
+    most = max(int(np.histogram(conf, edges)[0].max()), 1)
+    ax.set_ylim(0.8, 10 ** math.ceil(math.log10(most * 1.05) + 1e-9))
+    # plain 1, 10, 100 instead of the log axis's default 10^k, which goes through mathtext
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_xlim(lo, 1.0)
+    step = 0.1 if lo >= 0.5 else 0.2
+    ticks = np.arange(math.ceil(lo / step - 1e-9) * step, 1.0 + 1e-9, step)
+    figures.fixed_ticks(ax, x=tuple(float(round(x, 2)) for x in ticks))
+    ax.set_xlabel("confidence (top-label probability)")
+    ax.set_ylabel("test images (log scale)")
+
+
 def plot_confidence(
     path: Path | BinaryIO, probs: torch.Tensor, labels: torch.Tensor, summary: dict[str, Any]
 ) -> None:
@@ -87,34 +105,13 @@ def plot_confidence(
     )
     test = summary.get("test") or {}
     mean_conf, acc = test.get("mean_confidence", math.nan), test.get("acc", math.nan)
-    ax.axvline(
-        mean_conf,
-        color="black",
-        linestyle="--",
-        linewidth=1.2,
-        label=f"mean confidence {fmt_metric(mean_conf, 100, 2)}%",
+    marks = (
+        (mean_conf, "black", "--", 1.2, f"mean confidence {fmt_metric(mean_conf, 100, 2)}%"),
+        (acc, figures.BLUE, ":", 1.8, f"accuracy {fmt_metric(acc, 100, 2)}%"),
     )
-    ax.axvline(
-        acc,
-        color=figures.BLUE,
-        linestyle=":",
-        linewidth=1.8,
-        label=f"accuracy {fmt_metric(acc, 100, 2)}%",
-    )
-    from matplotlib.ticker import FuncFormatter
-
-    ax.set_yscale("log")
-    # up to the next power of ten, so the top count has a labelled tick above it
-    most = max(int(np.histogram(conf, edges)[0].max()), 1)
-    ax.set_ylim(0.8, 10 ** math.ceil(math.log10(most * 1.05) + 1e-9))
-    # plain 1, 10, 100 instead of the log axis's default 10^k, which goes through mathtext
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.set_xlim(lo, 1.0)
-    step = 0.1 if lo >= 0.5 else 0.2
-    ticks = np.arange(math.ceil(lo / step - 1e-9) * step, 1.0 + 1e-9, step)
-    figures.fixed_ticks(ax, x=tuple(float(round(x, 2)) for x in ticks))
-    ax.set_xlabel("confidence (top-label probability)")
-    ax.set_ylabel("test images (log scale)")
+    for x, color, style, width, label in marks:
+        ax.axvline(x, color=color, linestyle=style, linewidth=width, label=label)
+    _confidence_axes(ax, conf, edges, lo)
     over = test.get("overconfidence", math.nan)
     ax.set_title(
         f"Confidence on the test set, before temperature scaling\n"
@@ -124,6 +121,38 @@ def plot_confidence(
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.87)
     figures.save(fig, path)
+
+
+def _curves_legend_and_title(
+    fig: Any, axes: Any, history: list[dict[str, Any]], best_epoch: int | None
+) -> None:
+    """One legend for the figure (every series once) and the best epoch's numbers on top."""
+    handles: dict[str, Any] = {}
+    for ax in axes:  # one legend for the figure: every series once
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(name, handle)
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.955),
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+    )
+    best = next((row for row in history if row.get("epoch") == best_epoch), history[-1])
+    fig.text(
+        0.5,
+        0.99,
+        f"Training curves. Epoch {best['epoch']}"
+        + (" (best)" if best.get("epoch") == best_epoch else " (last)")
+        + f": val loss {best.get('val_loss', math.nan):.4f}, "
+        f"val acc {fmt_metric(best.get('val_acc'), 100, 2)}%, "
+        f"val ECE {fmt_metric(best.get('val_ece'), 100, 2)}%",
+        ha="center",
+        va="top",
+        fontsize=9.5,
+    )
 
 
 def plot_curves(
@@ -172,32 +201,7 @@ def plot_curves(
         ax.yaxis.set_major_locator(MaxNLocator(4))
     axes[-1].xaxis.set_major_locator(MaxNLocator(8, integer=True))
     axes[-1].set_xlabel("epoch")
-    handles: dict[str, Any] = {}
-    for ax in axes:  # one legend for the figure: every series once
-        for handle, name in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(name, handle)
-    fig.legend(
-        list(handles.values()),
-        list(handles),
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.955),
-        ncol=len(handles),
-        fontsize=8,
-        frameon=False,
-    )
-    best = next((row for row in history if row.get("epoch") == best_epoch), history[-1])
-    fig.text(
-        0.5,
-        0.99,
-        f"Training curves. Epoch {best['epoch']}"
-        + (" (best)" if best.get("epoch") == best_epoch else " (last)")
-        + f": val loss {best.get('val_loss', math.nan):.4f}, "
-        f"val acc {fmt_metric(best.get('val_acc'), 100, 2)}%, "
-        f"val ECE {fmt_metric(best.get('val_ece'), 100, 2)}%",
-        ha="center",
-        va="top",
-        fontsize=9.5,
-    )
+    _curves_legend_and_title(fig, axes, history, best_epoch)
     fig.subplots_adjust(left=0.11, right=0.98, bottom=0.08, top=0.9, hspace=0.08)
     figures.save(fig, path)
     return True

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from regx.report.format import fmt_metric
+from regx.report.html import write_run_html
 from regx.report.run_plots import plot_confidence, plot_curves, plot_reliability
 
 # (summary key, row name, scale, decimals): percentages are shown ×100.
@@ -142,29 +143,7 @@ def split_section(
     return lines
 
 
-def write_run_report(
-    run_dir: Path,
-    summary: dict[str, Any],
-    history: list[dict[str, Any]],
-    probs: torch.Tensor,
-    probs_ts: torch.Tensor | None,
-    labels: torch.Tensor,
-    n_bins: int,
-    split_arrays: dict[str, np.ndarray] | None = None,
-    choices: dict[str, Any] | None = None,
-    title: str | None = None,
-) -> None:
-    """Write report.md and its figures into `run_dir`.
-
-    `probs`/`probs_ts` are the test probabilities before/after temperature scaling, exactly
-    those summary.json's `test`/`test_ts` were computed from; `history` the rows of
-    metrics.csv; `choices` the config-group options (read from the run when None).
-    """
-    labels = labels.cpu()
-    choices = run_choices(run_dir) if choices is None else choices
-    plot_reliability(run_dir / "reliability.png", probs, probs_ts, labels, n_bins, summary)
-    plot_confidence(run_dir / "confidence.png", probs, labels, summary)
-    has_curves = plot_curves(run_dir / "curves.png", history, summary.get("best_epoch"))
+def header_lines(summary: dict[str, Any], choices: dict[str, Any], title: str | None) -> list[str]:
     ds = summary.get("dataset") or {}
     lines = [
         f"# {title or 'Run report'}: {ds.get('name', '?')}",
@@ -182,7 +161,12 @@ def write_run_report(
             f"`{ds.get('test_shift', 'none')}`. The validation set is the run's own.",
             "",
         ]
-    lines += [
+    return lines
+
+
+def calibration_section(summary: dict[str, Any], n_bins: int) -> list[str]:
+    weighted = (summary.get("split") or {}).get("mode") == "weight"
+    return [
         "## Calibration",
         "",
         temperature_text(summary),
@@ -194,7 +178,7 @@ def write_run_report(
         "AURC: area under the risk–coverage curve (lower is better)."
         + (
             " Validation metrics and the temperature fit use the split's importance weights."
-            if (summary.get("split") or {}).get("mode") == "weight"
+            if weighted
             else ""
         ),
         "",
@@ -203,21 +187,57 @@ def write_run_report(
         "![confidence histogram](confidence.png)",
         "",
     ]
+
+
+def closed_retrieval_section(summary: dict[str, Any]) -> list[str]:
     retrieval = summary.get("retrieval") or {}
-    if retrieval:
-        lines += [
-            "## Retrieval (test embeddings, cosine, leave-one-out)",
-            "",
-            "| metric | value |",
-            "|---|---:|",
-            *(
-                f"| {name} | {fmt_metric(retrieval.get(key), 100, 2)} |"
-                for key, name in (("recall_at_1", "recall@1 (%)"), ("map_at_r", "MAP@R (%)"))
-                if key in retrieval
-            ),
-            "",
-        ]
-    lines += split_section(run_dir, summary, split_arrays)
-    if has_curves:
+    if not retrieval:
+        return []
+    rows = (("recall_at_1", "recall@1 (%)"), ("map_at_r", "MAP@R (%)"))
+    return [
+        "## Retrieval (test embeddings, cosine, leave-one-out)",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        *(
+            f"| {name} | {fmt_metric(retrieval.get(key), 100, 2)} |"
+            for key, name in rows
+            if key in retrieval
+        ),
+        "",
+    ]
+
+
+def write_run_report(
+    run_dir: Path,
+    summary: dict[str, Any],
+    history: list[dict[str, Any]],
+    probs: torch.Tensor,
+    probs_ts: torch.Tensor | None,
+    labels: torch.Tensor,
+    n_bins: int,
+    split_arrays: dict[str, np.ndarray] | None = None,
+    choices: dict[str, Any] | None = None,
+    title: str | None = None,
+) -> None:
+    """Write report.md (and report.html, the same page) and its figures into `run_dir`.
+
+    `probs`/`probs_ts` are the test probabilities before/after temperature scaling, exactly
+    those summary.json's `test`/`test_ts` were computed from; `history` the rows of
+    metrics.csv; `choices` the config-group options (read from the run when None).
+    """
+    labels = labels.cpu()
+    choices = run_choices(run_dir) if choices is None else choices
+    plot_reliability(run_dir / "reliability.png", probs, probs_ts, labels, n_bins, summary)
+    plot_confidence(run_dir / "confidence.png", probs, labels, summary)
+    lines = [
+        *header_lines(summary, choices, title),
+        *calibration_section(summary, n_bins),
+        *closed_retrieval_section(summary),
+        *split_section(run_dir, summary, split_arrays),
+    ]
+    if plot_curves(run_dir / "curves.png", history, summary.get("best_epoch")):
         lines += ["## Training", "", "![training curves](curves.png)", ""]
-    (run_dir / "report.md").write_text("\n".join(lines))
+    text = "\n".join(lines)
+    (run_dir / "report.md").write_text(text)
+    write_run_html(run_dir, text)  # report.html: the same page, self-contained

@@ -1,0 +1,138 @@
+"""`regx evaluate RUN_DIR [OVERRIDES…]`: re-score a run's best checkpoint, e.g. on a shifted
+test set, and write a fresh report into RUN_DIR/eval/<time>-<overrides>/.
+
+The config is the run's own `.hydra/config.yaml` with the overrides applied (Hydra's
+override syntax: `key=value`, `+key=value`, `~key`). The validation set is always the
+run's original one — recomputed from the run's unchanged config and seed, as every split
+strategy is deterministic given both: it is the only data, besides the test set, that the
+model did not train on, and the temperature is fitted there. Overrides that would change
+which images were training images (the seed, the split, the dataset's experiment keys)
+are refused; the test set can change freely (`dataset.test_shift=corrupt shift.severity=5`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from regx.errors import ConfigError, UserError
+from regx.keys import role_of
+
+# Keys under these prefixes select the training images (with role experiment or replicate).
+TRAINING_DATA_PREFIXES = ("seed", "split", "dataset")
+
+
+def _check_override(override: Any) -> None:
+    key = str(override.key_or_group)
+    fixed = key.split(".")[0] in TRAINING_DATA_PREFIXES and role_of(key) in (
+        "experiment",
+        "replicate",
+    )
+    if fixed:
+        raise ConfigError(
+            key,
+            override.value(),
+            "cannot change in evaluate: the checkpoint was trained on the images this "
+            "setting selects, and its validation set must stay the one it never trained on; "
+            "allowed here: dataset.test_shift, shift.*, dataset.root, and any non-data key",
+        )
+
+
+def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """The run's config with Hydra-syntax overrides applied (one-line errors)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import DictConfig, OmegaConf
+
+    from regx.config import hydra_compat
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise UserError(f"bad override: {str(e).splitlines()[0]}") from None
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+    for override in parsed:
+        _check_override(override)
+        node = OmegaConf.select(cfg, str(override.key_or_group), throw_on_missing=False)
+        if isinstance(node, DictConfig) and not isinstance(override.value(), dict):
+            raise ConfigError(
+                str(override.key_or_group),
+                override.value(),
+                "replaces a whole config group; evaluate takes keys of the run's config, "
+                f"e.g. {override.key_or_group}.<key>=…",
+            )
+    # struct mode: a key the run's config lacks is an error (a typo), unless added with +
+    OmegaConf.set_struct(cfg, True)
+    try:
+        hydra_compat.apply_overrides(cfg, parsed)
+    except HydraException as e:
+        raise UserError(" ".join(str(e).split())) from None
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+def _slug(overrides: list[str], limit: int = 60) -> str:
+    """A folder-name form of the overrides: whole overrides only, at most `limit` characters."""
+    parts: list[str] = []
+    for override in overrides:
+        part = re.sub(r"[^A-Za-z0-9._=+-]+", "-", override).strip("-")
+        if parts and len("_".join([*parts, part])) > limit:
+            break
+        parts.append(part[:limit])
+    return "_".join(parts) or "as-trained"
+
+
+def eval_dir_for(run_dir: Path, overrides: list[str]) -> Path:
+    base = run_dir / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(overrides)}"
+    out, n = base, 1
+    while out.exists():
+        out, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return out
+
+
+def _run_overrides(run_dir: Path) -> list[str]:
+    from omegaconf import OmegaConf
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+
+
+def evaluate(
+    run_dir: Path, overrides: list[str], out_dir: Path | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Score the run's best weights under its config + `overrides`; returns (folder, summary)."""
+    run_dir = Path(run_dir)
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise UserError(
+            f"{run_dir} is not a regx run directory (no .hydra/config.yaml); "
+            "pass the folder that holds the run's .hydra/"
+        )
+    from omegaconf import OmegaConf
+
+    from regx.config import register_resolvers
+    from regx.config.build import build_spec
+    from regx.engine.evaluate import EvaluationRequest, best_weights, evaluate_run
+    from regx.report.run_report import run_choices
+
+    register_resolvers()  # the run's config may use them
+    base = OmegaConf.load(config_file)
+    base.logger = None  # trackers belong to training; evaluate writes files only
+    cfg = apply_overrides(base, overrides)
+    weights = best_weights(run_dir)  # no checkpoint: say so before any data is loaded
+    run_overrides = _run_overrides(run_dir)
+    trained = build_spec(base, run_overrides)
+    spec = build_spec(cfg, [*run_overrides, *overrides])
+    same_test_set = all(
+        OmegaConf.to_container(base.get(k) or {}) == OmegaConf.to_container(cfg.get(k) or {})
+        for k in ("dataset", "shift")
+    )
+    out = out_dir or eval_dir_for(run_dir, overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    request = EvaluationRequest(
+        run_dir, trained, spec, weights, same_test_set, list(overrides), out, run_choices(run_dir)
+    )
+    return out, evaluate_run(request)

@@ -1,0 +1,52 @@
+"""Side effects of a run at fixed points of the loop (detectron2's hooks, reduced).
+
+The Trainer calls, for every hook in order: `epoch_metrics` when an epoch's row is being
+built (extra metrics.csv columns, e.g. test accuracy or memorization), `after_epoch` when
+the row is complete and the checkpoint written (loggers, a search's pruning), and
+`summary` when the run has been scored (extra summary.json sections).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Trainer(Protocol):
+    """What hooks see of `regx.engine.trainer.Trainer` (a protocol: no import cycle)."""
+
+    def test_accuracy(self) -> float: ...
+
+
+class RunHook:
+    def epoch_metrics(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        """Columns to add to 0-based `epoch`'s metrics.csv row."""
+        return {}
+
+    def after_epoch(self, row: dict[str, Any]) -> None:
+        """The epoch's finished row (may raise, e.g. `RunPruned`)."""
+
+    def summary(self, trainer: Trainer) -> dict[str, Any]:
+        """Sections to add to summary.json after the final evaluation."""
+        return {}
+
+
+class TrackTest(RunHook):
+    """`track_test=true`: test accuracy per epoch, for analysis only (never for selection)."""
+
+    def epoch_metrics(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        return {"test_acc": trainer.test_accuracy()}
+
+
+class CompileTimer(RunHook):
+    """torch.compile's cold cost: this process's first epoch minus its second (the first
+    epoch alone while only one has run), so a resumed run measures its own."""
+
+    def __init__(self) -> None:
+        self.first_epochs: list[float] = []
+        self.seconds: float | None = None
+
+    def after_epoch(self, row: dict[str, Any]) -> None:
+        timed = self.first_epochs
+        if len(timed) < 2:
+            timed.append(row["seconds"])
+        self.seconds = timed[0] - timed[1] if len(timed) == 2 else timed[0]

@@ -1,0 +1,58 @@
+"""Continuing a run: the checkpoint it resumes from, refused if another config wrote it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from regx.engine.checkpoint import atomic_write_bytes, load_checkpoint
+from regx.engine.spec import RunSpec
+from regx.errors import ResumeMismatchError
+from regx.keys import config_differences, config_hash
+
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+def read_hydra_files(run_dir: Path) -> dict[str, str]:
+    """The text of the run's .hydra/*.yaml (empty outside Hydra, e.g. in-process tests)."""
+    folder = run_dir / ".hydra"
+    return {n: (folder / n).read_text() for n in HYDRA_FILES if (folder / n).is_file()}
+
+
+def put_back_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        atomic_write_bytes(run_dir / ".hydra" / name, lambda f, t=text: f.write(t.encode()))
+
+
+def read_resume_checkpoint(
+    spec: RunSpec, run_dir: Path, path: Path | None = None
+) -> dict[str, Any] | None:
+    """The checkpoint a run continues from, or None for a fresh start.
+
+    With `trainer.resume=auto` that is `checkpoints/last.pt` in the run dir, if present.
+    It must come from a config with the same identity keys (regx.keys); otherwise the
+    resume is refused with the differing settings, and the run's .hydra/ files, which
+    Hydra has already overwritten with this command's config, are put back.
+    """
+    if path is None:
+        path = run_dir / "checkpoints" / "last.pt"
+        if spec.trainer.resume != "auto" or not path.is_file():
+            return None
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if "config" in ckpt:
+        differences = config_differences(ckpt["config"], spec.config)
+    elif ckpt.get("config_hash") != config_hash(spec.config):
+        differences = [f"config hash {ckpt.get('config_hash')} → {config_hash(spec.config)}"]
+    else:
+        differences = []
+    if differences:
+        put_back_hydra_files(run_dir, ckpt.get("hydra_files") or {})
+        raise ResumeMismatchError(
+            "trainer.resume",
+            spec.trainer.resume,
+            f"{path} was written with a different config ({'; '.join(differences)}): "
+            "its .hydra/ files were put back as the run wrote them; "
+            f"re-run with the run's own overrides (regx train --resume {run_dir}), "
+            "use another run dir, or pass trainer.resume=never to start this one over",
+        )
+    return ckpt

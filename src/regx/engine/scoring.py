@@ -1,0 +1,163 @@
+"""The end of a run, for `regx train` and `regx evaluate` alike: score the model on the test
+and validation sets, and write the files that hold the scores.
+
+summary.json is written last; its presence with `status: finished` marks a complete run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from regx.data.augment import Normalize
+from regx.engine import outputs
+from regx.engine.predict import predict
+from regx.metrics.calibration import calibration_metrics
+from regx.metrics.retrieval import retrieval_metrics
+from regx.metrics.temperature import fit_temperature
+
+
+@dataclass
+class Evaluation:
+    """A trained model and the images it is scored on (uint8 test, on-device validation)."""
+
+    model: torch.nn.Module
+    normalize: Normalize
+    device: torch.device
+    batch_size: int
+    precision: str
+    n_bins: int
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    val_weight: torch.Tensor | None
+
+    def predict(self, images: torch.Tensor, features: bool = False) -> tuple[Any, Any]:
+        return predict(
+            self.model,
+            images,
+            self.normalize,
+            self.device,
+            self.batch_size,
+            self.precision,
+            features,
+        )
+
+
+@dataclass
+class Scored:
+    """Predictions and the summary.json sections computed from them."""
+
+    test_logits: torch.Tensor
+    test_features: torch.Tensor
+    val_logits: torch.Tensor
+    sections: dict[str, Any]
+    seconds: float
+
+
+def score_model(ev: Evaluation) -> Scored:
+    """Test metrics before/after temperature scaling (fitted on validation only, with the
+    validation weights when the split has them), validation metrics, retrieval.
+
+    The probabilities are `softmax(logits)` and `softmax(logits / T)` exactly as
+    `prediction_arrays` stores them, so every number can be recomputed from predictions.npz.
+    """
+    t0 = time.perf_counter()
+    test_logits, test_feats = ev.predict(ev.test_x, features=True)
+    val_logits, _ = ev.predict(ev.val_x)
+    test_y = ev.test_y.to(ev.device)
+    fit = fit_temperature(val_logits, ev.val_y, ev.val_weight)
+    t, n_bins = fit.temperature, ev.n_bins
+    sections = {
+        "test": calibration_metrics(test_logits.softmax(dim=1), test_y, n_bins),
+        "test_ts": calibration_metrics((test_logits / t).softmax(dim=1), test_y, n_bins),
+        "temperature": t,
+        "temperature_fit": fit.as_dict(),
+        "val": calibration_metrics(val_logits.softmax(dim=1), ev.val_y, n_bins, ev.val_weight),
+        "retrieval": retrieval_metrics(test_feats, test_y),
+    }
+    return Scored(test_logits, test_feats, val_logits, sections, time.perf_counter() - t0)
+
+
+def prediction_arrays(ev: Evaluation, scored: Scored) -> dict[str, np.ndarray]:
+    """The content of predictions.npz: test/val probabilities (float32, the exact values the
+    metrics used), labels, logits, the temperature-scaled test probabilities, val weights."""
+    test, val, t = scored.test_logits, scored.val_logits, scored.sections["temperature"]
+    arrays = {
+        "probs": test.softmax(dim=1).cpu().numpy().astype(np.float32),
+        "labels": ev.test_y.cpu().numpy(),
+        "val_probs": val.softmax(dim=1).cpu().numpy().astype(np.float32),
+        "val_labels": ev.val_y.cpu().numpy(),
+        "logits": test.cpu().numpy().astype(np.float32),
+        "val_logits": val.cpu().numpy().astype(np.float32),
+        "probs_ts": (test / t).softmax(dim=1).cpu().numpy().astype(np.float32),
+    }
+    if ev.val_weight is not None:
+        arrays["val_weights"] = ev.val_weight.cpu().numpy().astype(np.float32)
+    return arrays
+
+
+@dataclass
+class ReportInputs:
+    """What the run report shows besides the summary."""
+
+    history: list[dict[str, Any]]
+    split_arrays: dict[str, np.ndarray]
+    choices: dict[str, Any] | None = None
+    title: str | None = None
+
+
+def write_run_outputs(
+    out_dir: Path,
+    ev: Evaluation,
+    scored: Scored,
+    summary: dict[str, Any],
+    report: ReportInputs,
+    t0: float,
+    loggers: tuple[Any, ...] | list[Any] = (),
+) -> dict[str, Any]:
+    """predictions.npz, the report (report.md and figures), the trackers' final record, then
+    summary.json; returns the summary."""
+    from regx.report.run_report import write_run_report
+
+    arrays = prediction_arrays(ev, scored)
+    outputs.write_predictions(out_dir / "predictions.npz", **arrays)
+    t_report = time.perf_counter()
+    write_run_report(
+        out_dir,
+        summary=summary,
+        history=report.history,
+        probs=torch.from_numpy(arrays["probs"]),
+        probs_ts=torch.from_numpy(arrays["probs_ts"]),
+        labels=ev.test_y,
+        n_bins=ev.n_bins,
+        split_arrays=report.split_arrays,
+        choices=report.choices,
+        title=report.title,
+    )
+    summary["report_time_s"] = time.perf_counter() - t_report
+    summary["wall_time_s"] = time.perf_counter() - t0
+    summary["finished"] = time.time()
+    for logger in loggers:
+        logger.log_summary(summary, out_dir)
+    outputs.write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def dataset_record(name: str, data: Any, train_size: int, val_size: int) -> dict[str, Any]:
+    """summary.json's `dataset`: the shape of the data a model was scored with."""
+    return {
+        "name": name,
+        "num_classes": data.num_classes,
+        "image_size": data.image_size,
+        "channels": data.channels,
+        "train_size": train_size,
+        "val_size": val_size,
+        "test_size": len(data.test_y),
+    }

@@ -1,0 +1,108 @@
+"""What a run is built from: its data after the split, its model, its batch source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from regx.data.batches import DeviceBatches, HostBatches
+from regx.data.types import ImageData
+from regx.engine import distributed
+from regx.engine.spec import RunSpec
+from regx.errors import ConfigError
+from regx.splits.base import Split
+
+
+@dataclass
+class Prepared:
+    """The data of a run after the split, ready for the loop."""
+
+    data: ImageData
+    split: Split
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    val_weight: torch.Tensor | None
+    train_weight: torch.Tensor | None
+
+
+def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
+    data = spec.dataset.load(seed=spec.seed)
+    split = spec.split(data.train_x, data.train_y, data.test_x, spec.seed)
+    if len(split.train_idx) == 0 or len(split.val_idx) == 0:
+        raise ConfigError(
+            "split",
+            type(spec.split).__name__,
+            f"left {len(split.train_idx)} training and {len(split.val_idx)} validation images; "
+            "use more data (dataset.subset) or another split.val_fraction",
+        )
+
+    def on_device(weight: torch.Tensor | None) -> torch.Tensor | None:
+        return None if weight is None else weight.to(device, torch.float32)
+
+    return Prepared(
+        data=data,
+        split=split,
+        train_x=data.train_x[split.train_idx],
+        train_y=data.train_y[split.train_idx],
+        val_x=data.train_x[split.val_idx].to(device),
+        val_y=data.train_y[split.val_idx].to(device),
+        val_weight=on_device(split.val_weight),
+        train_weight=on_device(split.train_weight),
+    )
+
+
+def build_model(spec: RunSpec, data: ImageData, device: torch.device) -> torch.nn.Module:
+    try:
+        model = spec.model_factory(
+            num_classes=data.num_classes, in_channels=data.channels, image_size=data.image_size
+        )
+    except ConfigError as e:
+        raise e.under("model") from None
+    head = spec.loss.make_head(model.feature_dim, data.num_classes)
+    if head is not None:
+        model.head = head
+    model.to(device)
+    if spec.trainer.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_batches(
+    spec: RunSpec, prep: Prepared, device: torch.device
+) -> DeviceBatches | HostBatches:
+    """Training batches from the device-resident uint8 tensor, or streamed from the host
+    when `trainer.data_on_device` says so (auto: CUDA keeps up to 25 % of its memory)."""
+    s = spec.trainer
+    on_device = s.data_on_device
+    if on_device == "auto":
+        on_device = "always"  # on the CPU the "device" is host memory already
+        if device.type == "cuda":
+            nbytes = prep.train_x.numel() * prep.train_x.element_size()
+            total = torch.cuda.get_device_properties(device).total_memory
+            on_device = "always" if nbytes < 0.25 * total else "never"
+    distributed.check_batch_size(s.batch_size)
+    kwargs = dict(
+        x=prep.train_x,
+        y=prep.train_y,
+        batch_size=s.batch_size,
+        device=device,
+        augment=spec.dataset.augment,
+        seed=spec.seed,
+        rank=distributed.rank(),
+        world_size=distributed.world_size(),
+    )
+    if on_device == "always":
+        return DeviceBatches(**kwargs)
+    return HostBatches(**kwargs, num_workers=s.num_workers)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN has native bfloat16 kernels on this CPU (unknown: assume yes)."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else True
+    except RuntimeError:
+        return True

@@ -1,0 +1,121 @@
+"""What each config key is for: one table from which every "is this the same run?" derives.
+
+Roles:
+
+- `experiment`: changes what the run trains (every key not listed below).
+- `evaluation`: changes only how the trained model is scored (the test set's shift, the
+  calibration bins, the between-sample and retrieval diagnostics, the run's extra outputs);
+  `regx evaluate` may change these.
+- `replicate`: the seed: another seed is another run of the same experiment.
+- `execution`: where and how fast the run goes, and what it logs; never a number.
+- `io`: where inputs come from and outputs go; never a number.
+
+Derived here: `config_hash` (summary.json, checkpoints, `sweep.skip_done`) and
+`config_differences` (a resume's check) use experiment + evaluation + replicate keys;
+`regx report` groups runs by `comparison_config` (experiment + evaluation keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+Role = Literal["experiment", "evaluation", "replicate", "execution", "io"]
+
+# A key's role is that of its longest listed prefix (`trainer.progress` before `trainer`);
+# keys under no listed prefix are `experiment`.
+KEY_ROLES: dict[str, Role] = {
+    "seed": "replicate",
+    # where things are
+    "out_dir": "io",
+    "hydra": "io",
+    "dataset.root": "io",
+    "dataset.cache_dir": "io",
+    "dataset.download": "io",
+    "outputs": "io",
+    # how the run goes and what it logs
+    "logger": "execution",
+    "objective": "execution",
+    "sweep": "execution",
+    "track_test": "execution",
+    "trainer.progress": "execution",
+    "trainer.threads": "execution",
+    "trainer.num_workers": "execution",
+    "trainer.device": "execution",
+    "trainer.data_on_device": "execution",
+    "trainer.eval_batch_size": "execution",
+    "trainer.compile": "execution",
+    "trainer.channels_last": "execution",
+    "trainer.deterministic": "execution",
+    "trainer.resume": "execution",
+    "trainer.checkpoint": "execution",
+    "trainer.nan_check_every": "execution",
+    # how the trained model is scored
+    "dataset.test_shift": "evaluation",
+    "shift": "evaluation",
+    "calibration": "evaluation",
+    "between": "evaluation",
+    "retrieval": "evaluation",
+}
+
+IDENTITY_ROLES: frozenset[Role] = frozenset({"experiment", "evaluation", "replicate"})
+COMPARISON_ROLES: frozenset[Role] = frozenset({"experiment", "evaluation"})
+
+
+def role_of(key: str) -> Role:
+    """The role of a dotted config key (`trainer.optimizer.lr` → experiment)."""
+    parts = key.split(".")
+    for end in range(len(parts), 0, -1):
+        role = KEY_ROLES.get(".".join(parts[:end]))
+        if role is not None:
+            return role
+    return "experiment"
+
+
+def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a.b.c": value} for every leaf of nested dicts (lists are leaves)."""
+    if not isinstance(config, dict):
+        return {prefix: config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(flatten_config(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def keys_with_roles(config: dict[str, Any], roles: frozenset[Role]) -> dict[str, Any]:
+    """The flattened config restricted to keys whose role is in `roles`."""
+    return {k: v for k, v in flatten_config(config).items() if role_of(k) in roles}
+
+
+def identity_config(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes a run this run: experiment, evaluation and seed keys."""
+    return keys_with_roles(config, IDENTITY_ROLES)
+
+
+def comparison_config(config: dict[str, Any]) -> dict[str, Any]:
+    """What `regx report` compares: the experiment and evaluation keys (not the seed)."""
+    return keys_with_roles(config, COMPARISON_ROLES)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short hash of `identity_config(config)`: same hash = same run."""
+    text = json.dumps(identity_config(config), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """`key: saved → current` for each identity key that differs between two configs."""
+    old, new = identity_config(saved), identity_config(current)
+    missing = object()
+    return [
+        f"{key}: {_show(old.get(key, missing))} → {_show(new.get(key, missing))}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+def _show(value: Any) -> str:
+    if not isinstance(value, (str, int, float, bool, list, type(None))):
+        return "(absent)"
+    return "null" if value is None else str(value)

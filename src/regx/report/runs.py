@@ -1,0 +1,169 @@
+"""Finished (and unfinished) runs on disk, as `RunRecord`s for `regx report`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regx.errors import UserError
+
+
+@dataclass
+class RunRecord:
+    """One run folder: its state, resolved config, Hydra choices and overrides, summary."""
+
+    path: Path
+    status: str
+    message: str
+    config: dict[str, Any]
+    choices: dict[str, str]
+    overrides: list[str]
+    summary: dict[str, Any]
+    epochs_logged: int = 0
+    label: dict[str, str] = field(default_factory=dict)
+    group: int = -1
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed", self.summary.get("seed"))
+
+    def value(self, key: str) -> Any:
+        """A flattened summary value, or the derived `val_test_gap` (val.acc − test.acc)."""
+        if key == "val_test_gap":
+            val, test = self.value("val.acc"), self.value("test.acc")
+            if isinstance(val, (int, float)) and isinstance(test, (int, float)):
+                return val - test
+            return None
+        node: Any = self.summary
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+
+# -- finding and reading runs -----------------------------------------------------------------
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(path) as f:
+        return yaml.load(f, Loader=loader)
+
+
+def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
+    """Every folder under `paths` with a `.hydra/config.yaml` (not looking inside runs)."""
+    found: list[Path] = []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise UserError(f"{root}: no such file or directory")
+        if not root.is_dir():
+            raise UserError(f"{root} is not a directory; pass a run or sweep directory")
+        for dirpath, dirnames, _ in os.walk(root):
+            here = Path(dirpath)
+            if (here / ".hydra" / "config.yaml").is_file():
+                found.append(here)
+                dirnames[:] = []  # a run's own subfolders (checkpoints, eval) hold no runs
+            else:
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    unique = sorted({p.resolve(): p for p in found}.values(), key=_natural_key)
+    if not unique:
+        shown = " ".join(str(p) for p in paths)
+        raise UserError(f"no regx runs under {shown} (looked for folders with .hydra/config.yaml)")
+    return unique
+
+
+def _epochs_logged(run_dir: Path) -> int:
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with open(path) as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+def _process_alive(pid: Any, host: Any) -> bool | None:
+    """Whether process `pid` on `host` still runs; None when this machine cannot tell."""
+    import platform
+
+    if not isinstance(pid, int) or host != platform.node():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    """The run in `run_dir` as its files describe it (see the module docstring for states)."""
+    import yaml
+
+    hydra_dir = run_dir / ".hydra"
+    try:
+        config = _yaml(hydra_dir / "config.yaml") or {}
+    except (OSError, yaml.YAMLError) as e:  # list the run rather than stop the report
+        message = f".hydra/config.yaml unreadable ({type(e).__name__})"
+        return RunRecord(run_dir, "unfinished", message, {}, {}, [], {}, _epochs_logged(run_dir))
+    overrides = (
+        [str(o) for o in (_yaml(hydra_dir / "overrides.yaml") or [])]
+        if (hydra_dir / "overrides.yaml").is_file()
+        else []
+    )
+    choices: dict[str, str] = {}
+    if (hydra_dir / "hydra.yaml").is_file():
+        node = _yaml(hydra_dir / "hydra.yaml") or {}
+        raw = ((node.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+        choices = {str(k): str(v) for k, v in raw.items() if "/" not in str(k)}
+    # `+aug=none` and no aug are the same experiment
+    if choices.get("aug") in (None, "None", "null", "none") or config.get("aug") is None:
+        choices["aug"] = "none"
+    summary: dict[str, Any] = {}
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            summary = {"status": "unfinished", "message": f"summary.json unreadable ({e})"}
+    epochs = _epochs_logged(run_dir)
+    status = str(summary.get("status") or "unfinished")
+    message = str(summary.get("message") or "")
+    if status in ("unfinished", "running"):
+        # `running` is written when training starts, so a killed run keeps it forever;
+        # the pid it records tells the two apart on the machine that ran it.
+        alive = _process_alive(summary.get("pid"), summary.get("host"))
+        if alive:
+            status, what = "running", f"running (pid {summary['pid']})"
+        elif alive is False:
+            status, what = "unfinished", f"killed: process {summary['pid']} is gone"
+        else:
+            status, what = "unfinished", "killed or still running"
+        said = f" (summary.json: {message})" if message and alive is None else ""
+        message = f"{what}; {epochs} epoch(s) in metrics.csv{said}"
+    return RunRecord(run_dir, status, message, config, choices, overrides, summary, epochs)
+
+
+# -- grouping -----------------------------------------------------------------------------------
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys; lists kept as JSON text so they compare and print."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: "{}"}
+    if isinstance(node, list):
+        return {prefix[:-1]: json.dumps(node)}
+    return {prefix[:-1]: node}

@@ -101,9 +101,12 @@ def error_line(stderr: str) -> str:
     return lines[0]
 
 
-def regx_process(args: list[str], cwd: Path) -> subprocess.Popen:
-    """`python -m regx ARGS` as a child process (fault plugins importable), output captured."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+def regx_process(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`python -m regx ARGS` as a child process (fault plugins importable), output captured;
+    `env` adds to the environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     env.pop("REGX_DEBUG", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from regx.metrics.retrieval import retrieval_metrics
+from regx.errors import ConfigError
+from regx.metrics.retrieval import check_ks, retrieval_at_k, retrieval_metrics
 
 
 def brute_force(features: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -92,3 +94,73 @@ def test_degenerate_inputs() -> None:
     assert retrieval_metrics(torch.randn(1, 4), torch.tensor([0])) == {}
     lone = retrieval_metrics(torch.randn(3, 4), torch.tensor([0, 1, 2]))
     assert math.isnan(lone["recall_at_1"]) and math.isnan(lone["map_at_r"])
+
+
+def brute_force_numpy(features: np.ndarray, labels: np.ndarray, ks: list[int]) -> dict:
+    """recall@k, MAP@R and the number of queries from the full float64 similarity matrix."""
+    z = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    hits = {k: [] for k in ks}
+    aps = []
+    for i in range(len(labels)):
+        r = int((labels == labels[i]).sum()) - 1
+        if r == 0:
+            continue
+        order = np.argsort(-sim[i], kind="stable")[: len(labels) - 1]
+        rel = labels[order] == labels[i]
+        for k in ks:
+            hits[k].append(rel[:k].any())
+        top = rel[:r]
+        aps.append(float((np.cumsum(top) / np.arange(1, r + 1) * top).sum() / r))
+    return {
+        "recall_at_k": {str(k): float(np.mean(hits[k])) for k in ks},
+        "map_at_r": float(np.mean(aps)),
+        "n_queries": len(aps),
+    }
+
+
+@pytest.mark.parametrize("chunk", [5, 1024])
+def test_recall_at_k_matches_numpy_brute_force_in_float64(chunk: int) -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 6, 120)
+    labels[:1] = 9  # one class of a single item: a distractor, never a query
+    features = rng.normal(size=(120, 6)) + 1.2 * rng.normal(size=(10, 6))[labels]
+    ks = [1, 2, 4, 8, 16]
+    got = retrieval_at_k(torch.from_numpy(features), torch.from_numpy(labels), ks, chunk=chunk)
+    want = brute_force_numpy(features, labels, ks)
+    assert got["n_queries"] == want["n_queries"] == 119
+    assert got["map_at_r"] == pytest.approx(want["map_at_r"], abs=1e-9)
+    assert got["recall_at_1"] == pytest.approx(want["recall_at_k"]["1"], abs=1e-9)
+    assert list(got["recall_at_k"]) == ["1", "2", "4", "8", "16"]
+    for k in want["recall_at_k"]:
+        assert got["recall_at_k"][k] == pytest.approx(want["recall_at_k"][k], abs=1e-9), k
+    r = got["recall_at_k"]
+    assert 0.3 < r["1"] < r["4"] < r["16"] < 1.0  # neither trivial nor saturated
+
+
+def test_recall_at_k_on_the_toy_set_and_beyond_the_gallery() -> None:
+    """toy(): 0°, 100°, 110° hit at rank 1, 10° and 20° at rank 2, 15° (class 1, nearest
+    10°, 20°, 0° of class 0) only at rank 4, at 100°; k beyond the 5 others is capped."""
+    features, labels = toy()
+    got = retrieval_at_k(features, labels, ks=[2, 1, 4, 50])
+    assert got["recall_at_k"] == {"1": 3 / 6, "2": 5 / 6, "4": 1.0, "50": 1.0}
+    assert got["recall_at_1"] == 3 / 6 and got["map_at_r"] == pytest.approx(2 / 6)
+    assert got["n_queries"] == 6
+    assert retrieval_metrics(features, labels) == {
+        "recall_at_1": got["recall_at_1"],
+        "map_at_r": got["map_at_r"],
+    }
+
+
+def test_recall_at_k_degenerate_and_bad_ks() -> None:
+    assert retrieval_at_k(torch.randn(1, 4), torch.tensor([0])) == {}
+    lone = retrieval_at_k(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    assert lone["n_queries"] == 0 and math.isnan(lone["recall_at_k"]["8"])
+    with pytest.raises(
+        ConfigError, match=r"^retrieval.ks=\[2, 0\]: must be a list of integers ≥ 1$"
+    ):
+        retrieval_at_k(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), ks=[2, 0])
+    with pytest.raises(ConfigError, match=r"^retrieval.ks=4: must be a list of integers ≥ 1$"):
+        check_ks(4)
+    assert check_ks([8, 1, 2, 4, 2]) == [1, 2, 4, 8]

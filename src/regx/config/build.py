@@ -20,7 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regx.config import hydra_compat
-from regx.config.schema import validate_top_level, validate_trainer
+from regx.config.schema import validate_analysis, validate_top_level, validate_trainer
+from regx.engine.spec import RunSpec
 from regx.errors import ConfigError, UserError, check
 
 RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
@@ -226,15 +227,17 @@ def build_loggers(node: Any) -> list[Any]:
     ]
 
 
-def build_spec(cfg: DictConfig, overrides: list[str] | None = None):
+def build_spec(cfg: DictConfig, overrides: list[str] | None = None) -> RunSpec:
     """Validate everything cheap to validate, and build the run's components."""
-    from regx.engine.spec import RunSpec
+    from regx.metrics.between import BetweenSettings
 
     check_missing(cfg)
     validate_top_level(cfg)
     track_test = cfg.get("track_test", False)
     check(isinstance(track_test, bool), "track_test", track_test, "must be true or false")
     trainer = validate_trainer(cfg.trainer)
+    analysis = validate_analysis(cfg)
+    between = BetweenSettings.from_config(cfg.get("between"))
     dataset = instantiate_group("dataset", cfg.dataset)
     if cfg.get("shift") is not None:
         dataset.shift = instantiate_group("shift", cfg.shift)
@@ -254,6 +257,8 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None):
         mixer=mixer,
         calibration_bins=int(OmegaConf.select(cfg, "calibration.n_bins", default=15)),
         track_test=track_test,
+        analysis=analysis,
+        between=between,
         config=config,
         overrides=list(overrides or []),
         loggers=build_loggers(cfg.get("logger")),

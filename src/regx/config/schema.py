@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from regx.engine.settings import MONITORS, TrainerSettings
+from regx.engine.settings import MONITORS, AnalysisSettings, TrainerSettings
 from regx.errors import ConfigError, check, check_choice, check_range
 
 _TYPE_WORDS = {
@@ -106,4 +106,50 @@ def validate_top_level(cfg: DictConfig) -> None:
         "calibration.n_bins",
         n_bins,
         "must be a positive integer",
+    )
+
+
+def _node(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> Any:
+    """The top-level mapping `key` (empty when absent, e.g. a run from an older regx)."""
+    node = cfg.get(key)
+    if node is None:
+        return {}
+    if not isinstance(node, DictConfig):
+        raise ConfigError(key, node, f"must be a mapping with keys {', '.join(allowed)}")
+    for name in node:
+        if name not in allowed:
+            raise ConfigError(
+                f"{key}.{name}", node[name], f"unknown key; allowed: {', '.join(allowed)}"
+            )
+    return node
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    check(ok, key, value, "must be a non-negative integer (0: off)")
+    return value
+
+
+def validate_analysis(cfg: DictConfig) -> AnalysisSettings:
+    """The `noise`, `retrieval`, `outputs` nodes and `calibration.bootstrap`."""
+    from regx.metrics.retrieval import check_ks
+
+    d = AnalysisSettings()
+    noise = _node(cfg, "noise", ("track_every",))
+    retrieval = _node(cfg, "retrieval", ("ks",))
+    outputs = _node(cfg, "outputs", ("save_features", "features_dtype"))
+    save = outputs.get("save_features", d.save_features)
+    check(isinstance(save, bool), "outputs.save_features", save, "must be true or false")
+    dtype = outputs.get("features_dtype", d.features_dtype)
+    check_choice("outputs.features_dtype", dtype, ("float16", "float32"))
+    ks = retrieval.get("ks", d.retrieval_ks)
+    ks = list(ks) if isinstance(ks, ListConfig) else ks
+    return AnalysisSettings(
+        noise_track_every=_non_negative_int("noise.track_every", noise.get("track_every", 1)),
+        retrieval_ks=check_ks(ks),
+        save_features=save,
+        features_dtype=dtype,
+        bootstrap=_non_negative_int(
+            "calibration.bootstrap", OmegaConf.select(cfg, "calibration.bootstrap", default=1000)
+        ),
     )

@@ -2,7 +2,8 @@
 
 A config in `conf/dataset/` names a `DatasetSource` subclass as `_target_`; its common
 keys (root, num_classes, image_size, channels, mean/std, train_augment, subset,
-test_shift) are validated here, and the subclass only implements `_load_raw()`.
+test_shift, label_noise, holdout_classes) are validated here, and the subclass only
+implements `_load_raw()`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from regx.data.holdout import apply_holdout, parse_holdout
+from regx.data.label_noise import apply_label_noise, parse_label_noise
 from regx.data.shift import MODES as TEST_SHIFTS
 from regx.data.shift import Shift
 from regx.data.types import Augment, ImageData
@@ -25,8 +28,10 @@ class DatasetSource:
     """Base class of the `dataset` config group.
 
     Subclasses implement `_load_raw()` returning an `ImageData` with the full train and
-    test sets; `load()` then applies the stratified `subset` and the configured
-    `test_shift`, and fills mean/std.
+    test sets; `load()` then applies, in this order, the stratified `subset` (over all
+    classes), `holdout_classes`, `label_noise` (among the kept classes, training pool
+    only) and the configured `test_shift` (the classification test set only), and fills
+    mean/std from the resulting training images.
 
     `shift` holds the settings of the top-level `shift:` node (kind, severity, strength);
     the config builder sets it, so every `load()` of a run applies the same shift.
@@ -46,6 +51,8 @@ class DatasetSource:
         subset: int | None = None,
         test_shift: str = "none",
         download: bool = True,
+        label_noise: dict[str, Any] | None = None,
+        holdout_classes: Any = None,  # null | int k | list of indices/names: see data/holdout
     ) -> None:
         self.root = Path(root).expanduser() if root else None
         self.num_classes = num_classes
@@ -61,6 +68,8 @@ class DatasetSource:
         self.test_shift = test_shift
         self.download = download
         check_choice("test_shift", test_shift, TEST_SHIFTS)
+        self.label_noise = parse_label_noise(label_noise)
+        self.holdout_classes = parse_holdout(holdout_classes)
         self.shift = Shift()
         if num_classes is not None:
             check_range("num_classes", num_classes, 2)
@@ -103,7 +112,8 @@ class DatasetSource:
 
     # -- shared pipeline ------------------------------------------------------------
     def load(self, seed: int = 0) -> ImageData:
-        """The dataset as configured: raw data, stratified subset, test shift, stats."""
+        """The dataset as configured: raw data, stratified subset, held-out classes, label
+        noise, test shift, stats."""
         data = self._load_subset(seed)
         if self.num_classes is not None and data.num_classes != self.num_classes:
             raise ConfigError(
@@ -112,6 +122,9 @@ class DatasetSource:
                 f"the data in {self.root} has {data.num_classes} classes; "
                 f"set dataset.num_classes={data.num_classes} or null",
             )
+        all_classes = list(data.classes)
+        data = apply_holdout(data, self.holdout_classes)
+        data = apply_label_noise(data, self.label_noise, seed, all_classes)
         # Test images only; mean/std below still come from the (unshifted) training images.
         data = self.shift.apply(data, self.test_shift, seed)
         if self.mean:

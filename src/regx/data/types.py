@@ -11,7 +11,14 @@ import torch
 
 @dataclass
 class ImageData:
-    """Train and test images of one dataset, as uint8 tensors of shape (N, C, H, W)."""
+    """Train and test images of one dataset, as uint8 tensors of shape (N, C, H, W).
+
+    Under `dataset.label_noise`, `train_y` holds the labels training sees (some flipped)
+    and `train_clean_y` the true ones (None without noise). Under
+    `dataset.holdout_classes`, `classes` lists the kept classes (labels 0..K'−1) and
+    `open_x`/`open_y`/`open_classes` hold the held-out classes' test images, labelled
+    0..H−1 in the order of `open_classes` (the open-set retrieval set; None/[] otherwise).
+    """
 
     name: str
     train_x: torch.Tensor
@@ -22,6 +29,22 @@ class ImageData:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
+    train_clean_y: torch.Tensor | None = None
+    open_x: torch.Tensor | None = None
+    open_y: torch.Tensor | None = None
+    open_classes: list[str] = field(default_factory=list)
+
+    @property
+    def train_true_y(self) -> torch.Tensor:
+        """The true training labels: `train_clean_y` under label noise, else `train_y`."""
+        return self.train_y if self.train_clean_y is None else self.train_clean_y
+
+    @property
+    def noisy_mask(self) -> torch.Tensor:
+        """Bool (N,): which training labels were flipped (all False without noise)."""
+        if self.train_clean_y is None:
+            return torch.zeros(len(self.train_y), dtype=torch.bool)
+        return self.train_y != self.train_clean_y
 
     @property
     def num_classes(self) -> int:

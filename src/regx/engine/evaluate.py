@@ -108,9 +108,26 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
         raise UserError(f"{weights.source} does not fit the configured model: {first}") from None
     normalize = Normalize(prep.data.mean, prep.data.std, device, s.channels_last)
     ev = Evaluation(
-        model, normalize, device, s.eval_batch_size, s.precision, spec.calibration_bins,
-        test.test_x, test.test_y, prep.val_x, prep.val_y, prep.val_weight,
-    )  # fmt: skip
+        model=model,
+        normalize=normalize,
+        device=device,
+        batch_size=s.eval_batch_size,
+        precision=s.precision,
+        n_bins=spec.calibration_bins,
+        test_x=test.test_x,
+        test_y=test.test_y,
+        val_x=prep.val_x,
+        val_y=prep.val_y,
+        val_weight=prep.val_weight,
+        loss_fn=spec.loss.to(device),
+        analysis=spec.analysis,
+        between=spec.between,
+        seed=spec.seed,
+        classes=list(test.classes),
+        open_x=test.open_x,
+        open_y=test.open_y,
+        open_classes=list(test.open_classes),
+    )
     scored = score_model(ev)
     summary = _summary(req, weights, scored.sections, prep, test, device)
     summary["eval_time_s"] = scored.seconds
@@ -134,6 +151,7 @@ def _summary(
         trained_summary = outputs.read_json(req.run_dir / "summary.json")
     s = req.spec.trainer
     summary: dict[str, Any] = {"status": "finished", **sections, "split": dict(prep.split.info)}
+    summary["shift"] = test.info.get("test_shift", {"mode": "none"})
     dataset = dataset_record(test.name, test, len(prep.train_y), len(prep.val_y))
     dataset["test_shift"] = str(req.spec.config.get("dataset", {}).get("test_shift", "none"))
     summary.update(

@@ -16,6 +16,8 @@ class Trainer(Protocol):
 
     def test_accuracy(self) -> float: ...
 
+    def noise_metrics(self) -> dict[str, float]: ...
+
 
 class RunHook:
     def epoch_metrics(self, trainer: Trainer, epoch: int) -> dict[str, float]:
@@ -50,3 +52,23 @@ class CompileTimer(RunHook):
         if len(timed) < 2:
             timed.append(row["seconds"])
         self.seconds = timed[0] - timed[1] if len(timed) == 2 else timed[0]
+
+
+class TrackNoise(RunHook):
+    """Under `dataset.label_noise`: `fit_clean`, `memorized`, `recovered` on the unmixed
+    training images in eval mode, every `every` epochs and at the last (metrics.csv
+    `noise_*`; `every` 0: none), and for the final (best) model in summary.json `noise`."""
+
+    def __init__(self, every: int, num_epochs: int, record: dict[str, Any]) -> None:
+        self.every, self.num_epochs, self.record = every, num_epochs, record
+
+    def epoch_metrics(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        due = (epoch + 1) % self.every == 0 or epoch + 1 == self.num_epochs
+        if self.every == 0 or not due:  # 0: per-epoch tracking off
+            return {}
+        m = trainer.noise_metrics()
+        keys = ("rate", "fit_clean", "memorized", "recovered")
+        return {f"noise_{k}": m[k] for k in keys}
+
+    def summary(self, trainer: Trainer) -> dict[str, Any]:
+        return {"noise": {**self.record, **trainer.noise_metrics(), "track_every": self.every}}

@@ -66,7 +66,31 @@ def trained_evaluation(trainer: Trainer) -> Evaluation:
         val_x=p.val_x,
         val_y=p.val_y,
         val_weight=p.val_weight,
+        loss_fn=trainer.loss_fn,
+        analysis=trainer.spec.analysis,
+        between=trainer.spec.between,
+        seed=trainer.spec.seed,
+        classes=list(p.data.classes),
+        open_x=p.data.open_x,
+        open_y=p.data.open_y,
+        open_classes=list(p.data.open_classes),
     )
+
+
+def training_label_arrays(trainer: Trainer) -> dict[str, Any]:
+    """predictions.npz's training-label arrays under label noise (aligned with the training
+    images, i.e. the split's train_idx), so `noise` can be recomputed outside regx."""
+    p = trainer.prep
+    if not p.noisy:
+        return {}
+    logits, _ = trainer.predict_images(p.train_x)
+    return {
+        "train_idx": p.split.train_idx.cpu().numpy(),
+        "train_noisy_mask": (p.train_y != p.train_true_y).cpu().numpy(),
+        "train_true_labels": p.train_true_y.cpu().numpy(),
+        "train_given_labels": p.train_y.cpu().numpy(),
+        "train_logits": logits.cpu().numpy().astype("float32"),
+    }
 
 
 def finalize_run(
@@ -77,6 +101,7 @@ def finalize_run(
     ev = trained_evaluation(trainer)
     scored = score_model(ev)
     summary: dict[str, Any] = {"status": "finished", **scored.sections, "split": dict(p.split.info)}
+    summary["shift"] = p.data.info.get("test_shift", {"mode": "none"})
     summary.update(
         best_epoch=trainer.state.best_epoch,
         epochs_run=trainer.state.epoch,
@@ -96,7 +121,8 @@ def finalize_run(
         summary.update(hook.summary(trainer))
     summary.update(started=started, train_time_s=train_seconds, eval_time_s=scored.seconds)
     report = ReportInputs(history=trainer.state.history, split_arrays=p.split.arrays)
-    return write_run_outputs(trainer.run_dir, ev, scored, summary, report, t0, spec.loggers)
+    arrays = training_label_arrays(trainer)
+    return write_run_outputs(trainer.run_dir, ev, scored, summary, report, t0, spec.loggers, arrays)
 
 
 def _log_resumed(trainer: Trainer, run_dir: Path) -> None:

@@ -7,7 +7,7 @@ summary.json is written last; its presence with `status: finished` marks a compl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,11 @@ import torch
 from regx.data.augment import Normalize
 from regx.engine import outputs
 from regx.engine.predict import predict
+from regx.engine.settings import AnalysisSettings
+from regx.metrics.between import BetweenSettings, between_sample_metrics
+from regx.metrics.bootstrap import confidence_intervals
 from regx.metrics.calibration import calibration_metrics
-from regx.metrics.retrieval import retrieval_metrics
+from regx.metrics.retrieval import retrieval_at_k
 from regx.metrics.temperature import fit_temperature
 
 
@@ -37,6 +40,15 @@ class Evaluation:
     val_x: torch.Tensor
     val_y: torch.Tensor
     val_weight: torch.Tensor | None
+    loss_fn: torch.nn.Module
+    analysis: AnalysisSettings
+    between: BetweenSettings
+    seed: int
+    classes: list[str]
+    # `dataset.holdout_classes`: the held-out classes' test images (open-set retrieval)
+    open_x: torch.Tensor | None = None
+    open_y: torch.Tensor | None = None
+    open_classes: list[str] = field(default_factory=list)
 
     def predict(self, images: torch.Tensor, features: bool = False) -> tuple[Any, Any]:
         return predict(
@@ -59,11 +71,13 @@ class Scored:
     val_logits: torch.Tensor
     sections: dict[str, Any]
     seconds: float
+    open_features: torch.Tensor | None = None
 
 
 def score_model(ev: Evaluation) -> Scored:
     """Test metrics before/after temperature scaling (fitted on validation only, with the
-    validation weights when the split has them), validation metrics, retrieval.
+    validation weights when the split has them), validation metrics, bootstrap intervals,
+    retrieval (closed and open set) and the between-sample diagnostics.
 
     The probabilities are `softmax(logits)` and `softmax(logits / T)` exactly as
     `prediction_arrays` stores them, so every number can be recomputed from predictions.npz.
@@ -72,17 +86,72 @@ def score_model(ev: Evaluation) -> Scored:
     test_logits, test_feats = ev.predict(ev.test_x, features=True)
     val_logits, _ = ev.predict(ev.val_x)
     test_y = ev.test_y.to(ev.device)
+    sections = calibration_sections(ev, test_logits, test_y, val_logits)
+    sections["retrieval"] = retrieval_at_k(test_feats, test_y, ev.analysis.retrieval_ks)
+    open_feats = None
+    if ev.open_x is not None:
+        _, open_feats = ev.predict(ev.open_x, features=True)
+        open_y = ev.open_y.to(ev.device)
+        found = retrieval_at_k(open_feats, open_y, ev.analysis.retrieval_ks)
+        sections["retrieval_open"] = {**found, "classes": list(ev.open_classes)}
+    sections["between"] = between_diagnostics(ev)
+    return Scored(
+        test_logits, test_feats, val_logits, sections, time.perf_counter() - t0, open_feats
+    )
+
+
+def calibration_sections(
+    ev: Evaluation, test_logits: torch.Tensor, test_y: torch.Tensor, val_logits: torch.Tensor
+) -> dict[str, Any]:
+    """`test`, `test_ts`, `temperature`, `val` and their bootstrap intervals `ci`."""
     fit = fit_temperature(val_logits, ev.val_y, ev.val_weight)
     t, n_bins = fit.temperature, ev.n_bins
-    sections = {
-        "test": calibration_metrics(test_logits.softmax(dim=1), test_y, n_bins),
-        "test_ts": calibration_metrics((test_logits / t).softmax(dim=1), test_y, n_bins),
+    probs, probs_ts = test_logits.softmax(dim=1), (test_logits / t).softmax(dim=1)
+    val_probs = val_logits.softmax(dim=1)
+    ci = confidence_intervals(
+        probs, test_y, probs_ts, val_probs, ev.val_y, ev.val_weight,
+        n_bins=n_bins, resamples=ev.analysis.bootstrap, seed=ev.seed,
+    )  # fmt: skip
+    return {
+        "test": calibration_metrics(probs, test_y, n_bins),
+        "test_ts": calibration_metrics(probs_ts, test_y, n_bins),
         "temperature": t,
         "temperature_fit": fit.as_dict(),
-        "val": calibration_metrics(val_logits.softmax(dim=1), ev.val_y, n_bins, ev.val_weight),
-        "retrieval": retrieval_metrics(test_feats, test_y),
+        "val": calibration_metrics(val_probs, ev.val_y, n_bins, ev.val_weight),
+        "ci": ci,
     }
-    return Scored(test_logits, test_feats, val_logits, sections, time.perf_counter() - t0)
+
+
+def between_diagnostics(ev: Evaluation) -> dict[str, Any]:
+    """summary.json `between` (regx.metrics.between) on the test set; {} when off."""
+    return between_sample_metrics(
+        ev.model,
+        ev.test_x,
+        ev.test_y,
+        ev.normalize,
+        ev.loss_fn,
+        pairs=ev.between.pairs,
+        lams=ev.between.lams,
+        seed=ev.seed,
+        batch_size=min(ev.batch_size, 512),
+        device=ev.device,
+    )
+
+
+def features_arrays(ev: Evaluation, scored: Scored) -> dict[str, np.ndarray]:
+    """features.npz: test embeddings (model.features(x), before the head, not normalized),
+    labels and class names; the open set's too when classes are held out."""
+    dtype = np.float16 if ev.analysis.features_dtype == "float16" else np.float32
+    arrays = {
+        "test_features": scored.test_features.cpu().numpy().astype(dtype),
+        "test_labels": ev.test_y.cpu().numpy(),
+        "classes": np.array(ev.classes),
+    }
+    if scored.open_features is not None:
+        arrays["open_features"] = scored.open_features.cpu().numpy().astype(dtype)
+        arrays["open_labels"] = ev.open_y.cpu().numpy()
+        arrays["open_classes"] = np.array(ev.open_classes)
+    return arrays
 
 
 def prediction_arrays(ev: Evaluation, scored: Scored) -> dict[str, np.ndarray]:
@@ -121,13 +190,16 @@ def write_run_outputs(
     report: ReportInputs,
     t0: float,
     loggers: tuple[Any, ...] | list[Any] = (),
+    extra_arrays: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """predictions.npz, the report (report.md and figures), the trackers' final record, then
     summary.json; returns the summary."""
     from regx.report.run_report import write_run_report
 
     arrays = prediction_arrays(ev, scored)
-    outputs.write_predictions(out_dir / "predictions.npz", **arrays)
+    outputs.write_predictions(out_dir / "predictions.npz", **arrays, **(extra_arrays or {}))
+    if ev.analysis.save_features:
+        outputs.write_predictions(out_dir / "features.npz", **features_arrays(ev, scored))
     t_report = time.perf_counter()
     write_run_report(
         out_dir,
@@ -151,8 +223,9 @@ def write_run_outputs(
 
 
 def dataset_record(name: str, data: Any, train_size: int, val_size: int) -> dict[str, Any]:
-    """summary.json's `dataset`: the shape of the data a model was scored with."""
-    return {
+    """summary.json's `dataset`: the shape of the data a model was scored with, its class
+    names and input normalization (what `regx.load_run` rebuilds the model from)."""
+    record = {
         "name": name,
         "num_classes": data.num_classes,
         "image_size": data.image_size,
@@ -160,4 +233,11 @@ def dataset_record(name: str, data: Any, train_size: int, val_size: int) -> dict
         "train_size": train_size,
         "val_size": val_size,
         "test_size": len(data.test_y),
+        "classes": list(data.classes),
+        "mean": list(data.mean),
+        "std": list(data.std),
     }
+    for key in ("label_noise", "holdout"):
+        if key in data.info:
+            record[key] = data.info[key]
+    return record

@@ -48,3 +48,15 @@ class TrainerSettings:
     grad_clip: float | None = None
     progress: bool = True
     nan_check_every: int = 50  # steps between host checks for a non-finite loss (CUDA)
+
+
+@dataclass
+class AnalysisSettings:
+    """What a run measures besides training: the top-level `noise`, `retrieval`, `outputs`
+    and `calibration.bootstrap` keys (the `between` node has its own settings class)."""
+
+    noise_track_every: int = 1  # epochs between memorization passes under label noise; 0: off
+    retrieval_ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    save_features: bool = True  # features.npz
+    features_dtype: str = "float16"  # float16 | float32
+    bootstrap: int = 1000  # resamples for the 95 % intervals in summary.json `ci`; 0: off

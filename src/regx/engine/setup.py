@@ -26,6 +26,12 @@ class Prepared:
     val_y: torch.Tensor
     val_weight: torch.Tensor | None
     train_weight: torch.Tensor | None
+    # Under label noise: the true labels of the training images (train_y holds the given).
+    train_true_y: torch.Tensor | None = None
+
+    @property
+    def noisy(self) -> bool:
+        return self.train_true_y is not None
 
 
 def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
@@ -42,15 +48,19 @@ def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
     def on_device(weight: torch.Tensor | None) -> torch.Tensor | None:
         return None if weight is None else weight.to(device, torch.float32)
 
+    # `split.clean_val`: validation scores against the true labels under label noise
+    val_y = spec.split.validation_labels(data.train_y, data.train_true_y, split.val_idx)
+    noisy = data.train_clean_y is not None
     return Prepared(
         data=data,
         split=split,
         train_x=data.train_x[split.train_idx],
         train_y=data.train_y[split.train_idx],
         val_x=data.train_x[split.val_idx].to(device),
-        val_y=data.train_y[split.val_idx].to(device),
+        val_y=val_y.to(device),
         val_weight=on_device(split.val_weight),
         train_weight=on_device(split.train_weight),
+        train_true_y=data.train_clean_y[split.train_idx] if noisy else None,
     )
 
 

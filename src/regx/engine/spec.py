@@ -8,8 +8,9 @@ from typing import Any
 
 from regx.aug.base import Mixer
 from regx.data.base import DatasetSource
-from regx.engine.settings import TrainerSettings
+from regx.engine.settings import AnalysisSettings, TrainerSettings
 from regx.losses.base import Loss
+from regx.metrics.between import BetweenSettings
 from regx.models.base import Classifier
 from regx.splits.base import SplitStrategy
 
@@ -26,6 +27,8 @@ class RunSpec:
     trainer: TrainerSettings
     mixer: Mixer | None = None
     calibration_bins: int = 15
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    between: BetweenSettings = field(default_factory=BetweenSettings)
     # Analysis only (`track_test`): log test accuracy per epoch; never used to select models.
     track_test: bool = False
     # The resolved config (plain containers) and the command-line overrides, for the record.

@@ -22,7 +22,7 @@ from regx.engine.best import BestTracker
 from regx.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from regx.engine.device import check_precision, configure_runtime, resolve_device, seed_everything
 from regx.engine.divergence import check_losses, check_weights, kept_files
-from regx.engine.hooks import CompileTimer, RunHook, TrackTest
+from regx.engine.hooks import CompileTimer, RunHook, TrackNoise, TrackTest
 from regx.engine.optim import build_optimizer, build_scheduler
 from regx.engine.predict import predict
 from regx.engine.progress import EpochProgress
@@ -36,6 +36,7 @@ from regx.errors import RunInterrupted
 from regx.keys import config_hash
 from regx.losses.base import EpochContext
 from regx.metrics.calibration import basic_metrics
+from regx.metrics.memorization import noise_metrics
 
 log = logging.getLogger("regx")
 
@@ -68,6 +69,7 @@ class Trainer:
         self.hooks: list[RunHook] = [
             *([TrackTest()] if spec.track_test else []),
             *([self.compile_timer] if self.compile_timer else []),
+            *self._noise_hooks(),
             *spec.hooks,
         ]
         self.stop = StopRequest()  # SIGINT/SIGTERM set its flag; the loop reads it between steps
@@ -77,6 +79,16 @@ class Trainer:
         # Loss state and RNG at a mid-epoch stop, re-applied after the resumed epoch's
         # `start_epoch` (which may re-estimate what the stopped run had already estimated).
         self._paused_loss_rng: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+    def _noise_hooks(self) -> list[RunHook]:
+        """Memorization tracking under label noise (no extra pass without noise)."""
+        if not self.prep.noisy:
+            return []
+        record = {
+            **self.prep.data.info.get("label_noise", {}),
+            "clean_val": self.spec.split.clean_val,
+        }
+        return [TrackNoise(self.spec.analysis.noise_track_every, self.s.epochs, record)]
 
     def _configure_runtime(self) -> None:
         check_precision(self.device, self.s.precision)
@@ -157,7 +169,7 @@ class Trainer:
             save_checkpoint(self.ckpt_dir / "best.pt", best_state)
 
     # -- evaluation during training ---------------------------------------------------
-    def _logits(self, images: torch.Tensor, features: bool = False) -> tuple[Any, Any]:
+    def predict_images(self, images: torch.Tensor, features: bool = False) -> tuple[Any, Any]:
         s = self.s
         return predict(
             self.model,
@@ -170,19 +182,24 @@ class Trainer:
         )
 
     def embed_train(self) -> tuple[torch.Tensor, torch.Tensor]:
-        _, feats = self._logits(self.prep.train_x, features=True)
+        _, feats = self.predict_images(self.prep.train_x, features=True)
         return feats, self.prep.train_y.to(self.device)
 
     def validate(self) -> dict[str, float]:
         p = self.prep
-        logits, _ = self._logits(p.val_x)
+        logits, _ = self.predict_images(p.val_x)
         m = basic_metrics(logits.softmax(dim=1), p.val_y, self.spec.calibration_bins, p.val_weight)
         values = torch.stack([m["nll"], m["acc"], m["ece"]]).tolist()  # one host sync
         return dict(zip(("val_loss", "val_acc", "val_ece"), values))
 
+    def noise_metrics(self) -> dict[str, float]:
+        """Memorization of the flipped training labels, on unmixed images in eval mode."""
+        logits, _ = self.predict_images(self.prep.train_x)
+        return noise_metrics(logits, self.prep.train_y, self.prep.train_true_y)
+
     def test_accuracy(self) -> float:
         """Test accuracy now; for analysis only (`track_test`), never for model selection."""
-        logits, _ = self._logits(self.prep.data.test_x)
+        logits, _ = self.predict_images(self.prep.data.test_x)
         return (logits.argmax(dim=1).cpu() == self.prep.data.test_y).float().mean().item()
 
     # -- one epoch ---------------------------------------------------------------

@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from regx.report.between import between_section, plot_between
 from regx.report.format import fmt_metric
 from regx.report.html import write_run_html
+from regx.report.noise import noise_section, plot_noise
+from regx.report.retrieval_section import retrieval_section
 from regx.report.run_plots import plot_confidence, plot_curves, plot_reliability
 
 # (summary key, row name, scale, decimals): percentages are shown ×100.
@@ -189,23 +192,20 @@ def calibration_section(summary: dict[str, Any], n_bins: int) -> list[str]:
     ]
 
 
-def closed_retrieval_section(summary: dict[str, Any]) -> list[str]:
-    retrieval = summary.get("retrieval") or {}
-    if not retrieval:
+def between_lines(run_dir: Path, summary: dict[str, Any]) -> list[str]:
+    """The between-sample diagnostics' section and between.png, when the run has them."""
+    if not summary.get("between"):
         return []
-    rows = (("recall_at_1", "recall@1 (%)"), ("map_at_r", "MAP@R (%)"))
-    return [
-        "## Retrieval (test embeddings, cosine, leave-one-out)",
-        "",
-        "| metric | value |",
-        "|---|---:|",
-        *(
-            f"| {name} | {fmt_metric(retrieval.get(key), 100, 2)} |"
-            for key, name in rows
-            if key in retrieval
-        ),
-        "",
-    ]
+    plot_between(run_dir / "between.png", summary["between"])
+    return between_section(summary)
+
+
+def noise_lines(run_dir: Path, summary: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+    """The label-noise section and noise.png, for a run trained under label noise."""
+    if not summary.get("noise"):
+        return []
+    plot_noise(run_dir / "noise.png", history, summary.get("best_epoch"))
+    return noise_section(summary, history)
 
 
 def write_run_report(
@@ -233,7 +233,9 @@ def write_run_report(
     lines = [
         *header_lines(summary, choices, title),
         *calibration_section(summary, n_bins),
-        *closed_retrieval_section(summary),
+        *retrieval_section(summary),
+        *between_lines(run_dir, summary),
+        *noise_lines(run_dir, summary, history),
         *split_section(run_dir, summary, split_arrays),
     ]
     if plot_curves(run_dir / "curves.png", history, summary.get("best_epoch")):

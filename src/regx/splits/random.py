@@ -10,9 +10,10 @@ from regx.splits.base import Split, SplitStrategy
 
 
 class RandomSplit(SplitStrategy):
-    def __init__(self, val_fraction: float = 0.1) -> None:
+    def __init__(self, val_fraction: float = 0.1, clean_val: bool = False) -> None:
         check_range("val_fraction", val_fraction, 0, 1, lo_open=True, hi_open=True)
         self.val_fraction = val_fraction
+        self.set_clean_val(clean_val)
 
     def __call__(
         self, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, seed: int

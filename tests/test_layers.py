@@ -12,12 +12,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "regx"
 
 # Each layer may import the layers listed after it (and itself), never one before it.
 LAYERS: list[tuple[str, ...]] = [
-    ("__main__", "cli"),
+    ("__main__", "cli", "__init__"),  # the package's face: `regx.load_run`
     ("app",),
     ("config",),
     ("engine",),
     ("data", "models", "aug", "losses", "splits", "metrics", "report"),
-    ("keys", "errors", "__init__"),
+    ("keys", "errors"),
 ]
 COMPONENTS = 4  # the layer of components: they may not import each other, but for SIDEWAYS
 # The components that may use another component (data types, metrics in figures).
@@ -146,7 +146,7 @@ def test_the_checks_catch_a_config_import_in_the_engine_and_a_cycle() -> None:
     graph["regx.engine.trainer"] = graph["regx.engine.trainer"] | {"regx.config"}
     assert "regx.engine.trainer imports regx.config" in layer_violations(graph)
     graph["regx.data.types"] = graph["regx.data.types"] | {"regx.data.base"}
-    assert ["regx.data.base", "regx.data.types"] in cycles(graph)
+    assert any({"regx.data.base", "regx.data.types"} <= set(c) for c in cycles(graph))
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: module_name(p))

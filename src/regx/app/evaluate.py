@@ -112,19 +112,20 @@ def evaluate(
         )
     from omegaconf import OmegaConf
 
+    from regx.app.loaded_run import load_run
     from regx.config import register_resolvers
     from regx.config.build import build_spec
-    from regx.engine.evaluate import EvaluationRequest, best_weights, evaluate_run
+    from regx.engine.evaluate import EvaluationRequest, evaluate_run
     from regx.report.run_report import run_choices
 
     register_resolvers()  # the run's config may use them
     base = OmegaConf.load(config_file)
     base.logger = None  # trackers belong to training; evaluate writes files only
     cfg = apply_overrides(base, overrides)
-    weights = best_weights(run_dir)  # no checkpoint: say so before any data is loaded
     run_overrides = _run_overrides(run_dir)
     trained = build_spec(base, run_overrides)
     spec = build_spec(cfg, [*run_overrides, *overrides])
+    run = load_run(run_dir, device=spec.trainer.device)
     same_test_set = all(
         OmegaConf.to_container(base.get(k) or {}) == OmegaConf.to_container(cfg.get(k) or {})
         for k in ("dataset", "shift")
@@ -133,6 +134,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     request = EvaluationRequest(
-        run_dir, trained, spec, weights, same_test_set, list(overrides), out, run_choices(run_dir)
-    )
+        run_dir, trained, spec, run.model, run.checkpoint, run.checkpoint_epoch, same_test_set, list(overrides), out,
+        run_choices(run_dir),
+    )  # fmt: skip
     return out, evaluate_run(request)

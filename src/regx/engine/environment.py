@@ -7,8 +7,6 @@ import platform
 import numpy as np
 import torch
 
-import regx
-
 
 def _installed_version(dist: str) -> str | None:
     """A distribution's version from its metadata, without importing it."""
@@ -24,7 +22,7 @@ def versions() -> dict[str, str | None]:
     # torchvision's version is read from its metadata: importing it only for the version
     # string costs seconds on every run that does not use a torchvision model or dataset
     return {
-        "regx": regx.__version__,
+        "regx": _installed_version("regx"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": _installed_version("torchvision"),

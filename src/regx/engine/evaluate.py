@@ -15,7 +15,7 @@ from regx.data.augment import Normalize
 from regx.data.types import ImageData
 from regx.engine import outputs
 from regx.engine.checkpoint import load_checkpoint
-from regx.engine.device import configure_runtime, resolve_device, seed_everything
+from regx.engine.device import configure_runtime, seed_everything
 from regx.engine.environment import device_name, versions
 from regx.engine.scoring import (
     Evaluation,
@@ -24,7 +24,7 @@ from regx.engine.scoring import (
     score_model,
     write_run_outputs,
 )
-from regx.engine.setup import Prepared, build_model, prepare_data
+from regx.engine.setup import Prepared, prepare_data
 from regx.engine.spec import RunSpec
 from regx.errors import UserError
 from regx.keys import config_hash
@@ -82,7 +82,9 @@ class EvaluationRequest:
     run_dir: Path
     trained: RunSpec  # the run's own config: its data and validation split
     spec: RunSpec  # with the overrides: the test set to score on
-    weights: BestWeights
+    model: torch.nn.Module  # the run's best weights, in eval mode (regx.load_run)
+    checkpoint: str  # which file the weights came from
+    checkpoint_epoch: int | None
     same_test_set: bool
     overrides: list[str]
     out_dir: Path
@@ -92,20 +94,14 @@ class EvaluationRequest:
 def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     """Score the run's best weights on `req.spec`'s test set; returns the summary."""
     t0 = time.perf_counter()
-    weights = req.weights
     spec, s = req.spec, req.spec.trainer
-    device = resolve_device(s.device)
+    device = next(req.model.parameters()).device
     configure_runtime(device, s.deterministic, s.threads)
     seed_everything(spec.seed)
     prep = prepare_data(req.trained, device)
     check_same_validation(req.run_dir, prep.val_y)
     test = prep.data if req.same_test_set else spec.dataset.load(seed=spec.seed)
-    model = build_model(spec, prep.data, device)
-    try:
-        model.load_state_dict(weights.state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise UserError(f"{weights.source} does not fit the configured model: {first}") from None
+    model = req.model
     normalize = Normalize(prep.data.mean, prep.data.std, device, s.channels_last)
     ev = Evaluation(
         model=model,
@@ -129,7 +125,7 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
         open_classes=list(test.open_classes),
     )
     scored = score_model(ev)
-    summary = _summary(req, weights, scored.sections, prep, test, device)
+    summary = _summary(req, scored.sections, prep, test, device)
     summary["eval_time_s"] = scored.seconds
     history = []
     if (req.run_dir / "metrics.csv").is_file():
@@ -140,7 +136,6 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
 
 def _summary(
     req: EvaluationRequest,
-    weights: BestWeights,
     sections: dict[str, Any],
     prep: Prepared,
     test: ImageData,
@@ -157,12 +152,12 @@ def _summary(
     summary.update(
         evaluation={
             "run_dir": str(req.run_dir.resolve()),
-            "checkpoint": weights.source,
-            "checkpoint_epoch": weights.epoch,
+            "checkpoint": req.checkpoint,
+            "checkpoint_epoch": req.checkpoint_epoch,
             "overrides": list(req.overrides),
             "run_status": trained_summary.get("status", "unfinished"),
         },
-        best_epoch=weights.epoch,
+        best_epoch=req.checkpoint_epoch,
         epochs_run=trained_summary.get("epochs_run"),
         monitor=trained_summary.get("monitor", s.monitor),
         dataset=dataset,

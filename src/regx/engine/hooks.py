@@ -18,6 +18,9 @@ class Trainer(Protocol):
 
     def noise_metrics(self) -> dict[str, float]: ...
 
+    @property
+    def state(self) -> Any: ...  # regx.engine.state.TrainState
+
 
 class RunHook:
     def epoch_metrics(self, trainer: Trainer, epoch: int) -> dict[str, float]:
@@ -33,10 +36,28 @@ class RunHook:
 
 
 class TrackTest(RunHook):
-    """`track_test=true`: test accuracy per epoch, for analysis only (never for selection)."""
+    """`track_test=true`: test accuracy per epoch, for analysis only (never for selection);
+    summary.json `track_test`: the best-test epoch against the one validation picked."""
 
     def epoch_metrics(self, trainer: Trainer, epoch: int) -> dict[str, float]:
         return {"test_acc": trainer.test_accuracy()}
+
+    def summary(self, trainer: Trainer) -> dict[str, Any]:
+        # from the history, so the epochs before a resume count too
+        acc = {r["epoch"]: r["test_acc"] for r in trainer.state.history if "test_acc" in r}
+        if not acc:
+            return {}
+        best = max(acc, key=lambda e: (acc[e], -e))  # the first epoch of the highest
+        picked = trainer.state.best_epoch
+        return {
+            "track_test": {
+                "best_test_epoch": best,
+                "best_test_acc": acc[best],
+                "picked_epoch": picked,
+                "picked_test_acc": acc.get(picked),
+                "epoch_gap": None if picked is None else best - picked,
+            }
+        }
 
 
 class CompileTimer(RunHook):

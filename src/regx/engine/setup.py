@@ -65,13 +65,20 @@ def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
 
 
 def build_model(spec: RunSpec, data: ImageData, device: torch.device) -> torch.nn.Module:
+    return build_model_for(spec, data.num_classes, data.channels, data.image_size, device)
+
+
+def build_model_for(
+    spec: RunSpec, num_classes: int, channels: int, image_size: int, device: torch.device
+) -> torch.nn.Module:
+    """The configured model with the loss's head (e.g. AM-Softmax's cosine head), on `device`."""
     try:
         model = spec.model_factory(
-            num_classes=data.num_classes, in_channels=data.channels, image_size=data.image_size
+            num_classes=num_classes, in_channels=channels, image_size=image_size
         )
     except ConfigError as e:
         raise e.under("model") from None
-    head = spec.loss.make_head(model.feature_dim, data.num_classes)
+    head = spec.loss.make_head(model.feature_dim, num_classes)
     if head is not None:
         model.head = head
     model.to(device)

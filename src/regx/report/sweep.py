@@ -51,6 +51,20 @@ TABLE_COLUMNS = (
     Column("retrieval.recall_at_1", "recall@1 (%)", 100, 2),
     Column("val_test_gap", "val − test acc (pt)", 100, 2),
 )
+# Shown when some run of the report has them (the protocols that produce them are opt-in).
+OPTIONAL_COLUMNS = (
+    Column("retrieval_open.map_at_r", "open-set MAP@R (%)", 100, 2),
+    Column("noise.memorized", "memorized (%)", 100, 2),
+    Column("track_test.epoch_gap", "best-test − picked epoch", 1, 1),
+    Column("between.linearity_gap.0.5", "gap λ=0.5", 1, 3),
+    Column("between.miss_rate.0.5", "miss λ=0.5 (%)", 100, 1),
+)
+
+
+def report_columns(groups: list[Group]) -> list[Column]:
+    """The standard columns, then each optional one that some finished run has."""
+    present = [c for c in OPTIONAL_COLUMNS if any(g.stats(c.key)[2] > 0 for g in groups)]
+    return [*TABLE_COLUMNS, *present]
 
 
 def fmt_stat(mean: float, std: float, column: Column) -> str:
@@ -66,14 +80,15 @@ def table_rows(groups: list[Group]) -> tuple[list[str], list[list[str]], int]:
     """(header, rows, how many leading label columns) of the comparison table."""
     label_keys = list(dict.fromkeys(k for g in groups for k in g.label)) or ["group"]
     any_unfinished = any(len(g.finished) < len(g.runs) for g in groups)
-    header = [*label_keys, "n", *(c.title for c in TABLE_COLUMNS)]
+    columns = report_columns(groups)
+    header = [*label_keys, "n", *(c.title for c in columns)]
     if any_unfinished:
         header.append("not finished")
     rows = []
     for g in groups:
         cells = [g.label.get(k, "all runs" if k == "group" else "—") for k in label_keys]
         cells.append(str(len(g.finished)))
-        cells.extend(fmt_stat(*g.stats(c.key)[:2], c) for c in TABLE_COLUMNS)
+        cells.extend(fmt_stat(*g.stats(c.key)[:2], c) for c in columns)
         if any_unfinished:
             other = [r.status for r in g.runs if not r.finished]
             cells.append(", ".join(f"{other.count(s)} {s}" for s in dict.fromkeys(other)) or "0")
@@ -93,7 +108,7 @@ def print_table(groups: list[Group], runs: list[RunRecord], title: str) -> None:
         caption_justify="left",
     )
     for i, name in enumerate(header):
-        numeric = n_labels <= i < n_labels + 1 + len(TABLE_COLUMNS)
+        numeric = n_labels <= i < n_labels + 1 + len(report_columns(groups))
         table.add_column(
             name, justify="right" if numeric else "left", style=None if numeric else "bold"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from regx.report.grouping import Group
 
@@ -19,6 +20,36 @@ COLORS = (
     "#CCB974",
     "#64B5CD",
 )
+
+
+MARKERS = "osD^vP*X"
+
+
+def _plot_group(ax: Any, i: int, point: tuple[Any, ...], label: str) -> None:
+    """Group i's mean ± std point, numbered, and its ECE after temperature scaling."""
+    g, ece, ece_ts, acc = point
+    color = COLORS[i % len(COLORS)]
+    marker = MARKERS[(i // len(COLORS)) % len(MARKERS)]
+    x, y = 100 * ece[0], 100 * acc[0]
+    ax.errorbar(
+        x,
+        y,
+        xerr=0.0 if math.isnan(ece[1]) else 100 * ece[1],
+        yerr=0.0 if math.isnan(acc[1]) else 100 * acc[1],
+        fmt=marker,
+        color=color,
+        markersize=7,
+        capsize=3,
+        label=label,
+    )
+    ax.annotate(
+        str(g.index + 1), (x, y), xytext=(5, 5), textcoords="offset points",
+        fontsize=9, color=color, weight="bold",
+    )  # fmt: skip
+    if ece_ts[2] > 0:
+        xt = 100 * ece_ts[0]
+        ax.plot([x, xt], [y, y], color=color, linewidth=0.8, alpha=0.6)
+        ax.plot(xt, y, marker=marker, markerfacecolor="white", color=color, markersize=6)
 
 
 def plot_compare(path: Path, groups: list[Group]) -> bool:
@@ -42,35 +73,8 @@ def plot_compare(path: Path, groups: list[Group]) -> bool:
     height = 4.2 + 0.19 * legend_lines
     fig = figures.new_figure(7.6, height)
     ax = fig.subplots()
-    markers = "osD^vP*X"
-    for i, (g, ece, ece_ts, acc) in enumerate(points):
-        color = COLORS[i % len(COLORS)]
-        marker = markers[(i // len(COLORS)) % len(markers)]
-        x, y = 100 * ece[0], 100 * acc[0]
-        ax.errorbar(
-            x,
-            y,
-            xerr=0.0 if math.isnan(ece[1]) else 100 * ece[1],
-            yerr=0.0 if math.isnan(acc[1]) else 100 * acc[1],
-            fmt=marker,
-            color=color,
-            markersize=7,
-            capsize=3,
-            label=legend_text[i],
-        )
-        ax.annotate(
-            str(g.index + 1),
-            (x, y),
-            xytext=(5, 5),
-            textcoords="offset points",
-            fontsize=9,
-            color=color,
-            weight="bold",
-        )
-        if ece_ts[2] > 0:
-            xt = 100 * ece_ts[0]
-            ax.plot([x, xt], [y, y], color=color, linewidth=0.8, alpha=0.6)
-            ax.plot(xt, y, marker=marker, markerfacecolor="white", color=color, markersize=6)
+    for i, point in enumerate(points):
+        _plot_group(ax, i, point, legend_text[i])
     ax.plot(
         [],
         [],

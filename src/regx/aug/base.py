@@ -18,6 +18,12 @@ batch, whether to mix a batch) from the CPU generator, which never waits for the
 anything of batch size (π, λ per sample) on the batch's device, so no step copies or
 syncs between host and device.
 
+Manifold mixup mixes a hidden state instead of the input: its `MixedBatch` carries
+`hidden_mix` (the layer, λ and π), the inputs stay unchanged, and the engine calls
+`model(inputs, hidden_mix=…)`, which replaces the hidden state h at that layer's boundary
+by λ·h + (1 − λ)·h[π]. A mixer that depends on the model reads it in `bind(model)`,
+called once after the model is built (the default does nothing).
+
 Adding an augmentation is one module with a `Mixer` subclass plus one YAML file in
 conf/aug/ whose `_target_` names it.
 """
@@ -34,6 +40,19 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
+class HiddenMix:
+    """Mix the hidden state h at mixable point `layer` of the model: λ·h + (1 − λ)·h[π].
+
+    Point 0 is the input; point k > 0 the k-th stage boundary (see models/base.py).
+    """
+
+    layer: int
+    # float, or (N,) per sample, broadcast over the hidden state's other dimensions.
+    lam: float | torch.Tensor
+    partners: torch.Tensor
+
+
+@dataclass
 class MixedBatch:
     """A mixed batch: what the model sees and how its loss is formed."""
 
@@ -44,6 +63,8 @@ class MixedBatch:
     partner_targets: torch.Tensor | None = None
     # π, the partner of each sample (for inspection and tests; the engine needs none).
     partner_index: torch.Tensor | None = None
+    # Manifold mixup: mix a hidden representation instead of the inputs (the model does it).
+    hidden_mix: HiddenMix | None = None
 
     def loss(self, loss_fn: LossFn, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sample loss (N,): λ·L(ŷ, y) + (1 − λ)·L(ŷ, y[π]), or L(ŷ, y) alone."""
@@ -62,6 +83,9 @@ class Mixer:
     def active(self, epoch: int, num_epochs: int) -> bool:
         """Whether to mix during 0-based `epoch` of a `num_epochs` run."""
         return True
+
+    def bind(self, model: Any) -> None:
+        """Read what the mixer needs from the built model (called once, before training)."""
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixedBatch | None:
         raise TypeError(f"{type(self).__name__} must implement __call__()")
@@ -82,3 +106,47 @@ def mix_this_batch(prob: float) -> bool:
 def random_partners(n: int, device: torch.device) -> torch.Tensor:
     """π: a uniformly random permutation of range(n), drawn on `device`."""
     return torch.randperm(n, device=device)
+
+
+class BetaSampler:
+    """λ ~ Beta(α, α): one float from the CPU generator, or n of them on a device."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = float(alpha)
+        # one distribution per device, built once: building costs more than drawing
+        self._dists: dict[torch.device, torch.distributions.Beta] = {}
+
+    def sample(self, n: int | None, device: torch.device) -> float | torch.Tensor:
+        if n is None:
+            return float(self._on(torch.device("cpu")).sample())
+        return self._on(device).sample((n,))
+
+    def _on(self, device: torch.device) -> torch.distributions.Beta:
+        dist = self._dists.get(device)
+        if dist is None:
+            alpha = torch.tensor(self.alpha, dtype=torch.float32, device=device)
+            dist = torch.distributions.Beta(alpha, alpha, validate_args=False)
+            self._dists[device] = dist
+        return dist
+
+
+def box_span(centre: Any, side: Any, extent: int) -> tuple[Any, Any]:
+    """[lo, hi) of a box of `side` pixels around `centre` (its pixel side // 2), clipped to
+    [0, extent). Works on Python ints and on integer tensors alike."""
+    lo = centre - side // 2
+    hi = lo + side
+    if isinstance(lo, torch.Tensor):
+        return lo.clamp(0, extent), hi.clamp(0, extent)
+    return min(max(lo, 0), extent), min(max(hi, 0), extent)
+
+
+def box_mask(
+    top: torch.Tensor, bottom: torch.Tensor, left: torch.Tensor, right: torch.Tensor, h: int, w: int
+) -> torch.Tensor:
+    """Boolean (…, h, w): pixel (r, c) is inside the box [top, bottom) × [left, right) of the
+    same leading index (the bounds have any leading shape, e.g. (N,) or (N, holes))."""
+    rows = torch.arange(h, device=top.device)
+    cols = torch.arange(w, device=top.device)
+    in_rows = (rows >= top[..., None]) & (rows < bottom[..., None])  # (…, h)
+    in_cols = (cols >= left[..., None]) & (cols < right[..., None])  # (…, w)
+    return in_rows[..., :, None] & in_cols[..., None, :]

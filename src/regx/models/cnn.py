@@ -3,6 +3,7 @@
 Each stage is `convs_per_stage` × (3×3 conv → BN → ReLU), then 2×2 max-pooling while the
 feature map is larger than 2×2; global average pooling gives the embedding (last width).
 On 8×8 digits the default has about 0.1 M parameters and trains in seconds on a CPU.
+Mixable points (manifold mixup): the input and the boundary after each stage but the last.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class SmallCNN(Classifier):
         check_range("dropout", dropout, 0, 1, hi_open=True)
         layers: list[nn.Module] = []
         c, size = in_channels, image_size
+        stage_starts = []
         for w in widths:
+            stage_starts.append(len(layers))
             for _ in range(convs_per_stage):
                 layers += conv_bn(c, w)
                 c = w
@@ -55,3 +58,4 @@ class SmallCNN(Classifier):
         if dropout:
             layers.append(nn.Dropout(dropout))
         super().__init__(nn.Sequential(*layers), c, num_classes)
+        self.mix_points = tuple(stage_starts)  # stage_starts[0] = 0: the input

@@ -4,6 +4,8 @@ CIFAR-style stem (one 3×3 conv, no max-pool), four stages of pre-activation bas
 (BN → ReLU → conv, twice, plus identity or 1×1 projection shortcut) with widths
 w, 2w, 4w, 8w and strides 1, 2, 2, 2; BN → ReLU → global average pool gives the
 embedding. `depth`: 10 ([1,1,1,1]), 18 ([2,2,2,2], PreAct ResNet-18 at width 64) or 34.
+Mixable points (manifold mixup): the input and the boundaries after stages 1, 2 and 3, as
+in the Manifold Mixup paper's PreAct ResNet (no point between the stem and stage 1).
 """
 
 from __future__ import annotations
@@ -50,10 +52,14 @@ class PreActResNet(Classifier):
         check_range("width", width, 1)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)]
         c = width
+        mix_points = [0]
         for stage, n_blocks in enumerate(BLOCKS[depth]):
+            if stage > 0:
+                mix_points.append(len(layers))
             c_out = width * 2**stage
             for i in range(n_blocks):
                 layers.append(PreActBlock(c, c_out, 2 if (i == 0 and stage > 0) else 1))
                 c = c_out
         layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         super().__init__(nn.Sequential(*layers), c, num_classes)
+        self.mix_points = tuple(mix_points)

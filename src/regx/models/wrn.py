@@ -2,6 +2,7 @@
 
 Three stages of (d − 4)/6 pre-activation basic blocks with widths 16k, 32k, 64k and
 strides 1, 2, 2; optional dropout between the two convs of each block.
+Mixable points (manifold mixup): the input and the boundaries after stages 1 and 2.
 """
 
 from __future__ import annotations
@@ -57,9 +58,13 @@ class WideResNet(Classifier):
         widths = [16 * widen, 32 * widen, 64 * widen]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)]
         c = 16
+        mix_points = [0]
         for stage, w in enumerate(widths):
+            if stage > 0:
+                mix_points.append(len(layers))
             for i in range(n):
                 layers.append(WideBlock(c, w, 2 if (i == 0 and stage > 0) else 1, dropout))
                 c = w
         layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         super().__init__(nn.Sequential(*layers), c, num_classes)
+        self.mix_points = tuple(mix_points)

@@ -51,7 +51,7 @@ def plot_between(path: Path, between: dict[str, Any]) -> None:
         gaps.plot(lams, values, marker="o", color=color, label=label)
     gaps.set_title("distance from linear between samples", fontsize=9.5)
     gaps.set_ylim(bottom=0)
-    gaps.legend(fontsize=8, loc="upper left")
+    gaps.legend(fontsize=8, loc="lower center")
     lams, values = _series(between, "miss_rate")
     misses.plot(lams, values, marker="o", color=GREEN)
     misses.set_ylim(0, 1)

@@ -44,8 +44,17 @@ class RunRecord:
                 return val - test
             return None
         node: Any = self.summary
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
+        parts = key.split(".")
+        while parts:
+            if not isinstance(node, dict):
+                return None
+            for n in range(len(parts), 0, -1):  # keys may hold dots ("0.5" under between.*)
+                head = ".".join(parts[:n])
+                if head in node:
+                    node, parts = node[head], parts[n:]
+                    break
+            else:
+                return None
         return node
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regx.report.between import SWEEP_COLUMNS as BETWEEN_COLUMNS
 from regx.report.grouping import Group, filter_runs, group_runs, show_value, sort_groups
 from regx.report.runs import RunRecord, find_run_dirs, flatten, read_run
 from regx.report.sweep_plot import plot_compare
@@ -56,8 +57,7 @@ OPTIONAL_COLUMNS = (
     Column("retrieval_open.map_at_r", "open-set MAP@R (%)", 100, 2),
     Column("noise.memorized", "memorized (%)", 100, 2),
     Column("track_test.epoch_gap", "best-test − picked epoch", 1, 1),
-    Column("between.linearity_gap.0.5", "gap λ=0.5", 1, 3),
-    Column("between.miss_rate.0.5", "miss λ=0.5 (%)", 100, 1),
+    *(Column(*c) for c in BETWEEN_COLUMNS),
 )
 
 

@@ -1,0 +1,61 @@
+"""Mixup or CutMix, switched per batch (the common timm recipe).
+
+Each mixed batch is, with probability `switch_prob`, a CutMix batch (box from x[π], λ the
+kept area, λ₀ ~ Beta(`cutmix_alpha`, `cutmix_alpha`); see aug/cutmix.py), and otherwise a
+mixup batch (x̃ = λ·x + (1 − λ)·x[π], λ ~ Beta(`mixup_alpha`, `mixup_alpha`); see
+aug/mixup.py). Either way the loss is λ·L(ŷ, y) + (1 − λ)·L(ŷ, y[π]). timm's defaults are
+mixup_alpha = 0.8, cutmix_alpha = 1, switch_prob = 0.5. `mode` (batch | elem), `prob`
+and `off_epoch` apply to both. Random draws: whether to mix, then which of the two (both
+from the CPU generator), then the chosen mixer's own draws.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from regx.aug.base import MixedBatch, Mixer, mix_this_batch
+from regx.aug.cutmix import CutMix, check_off_epoch
+from regx.aug.mixup import Mixup
+from regx.errors import check_choice, check_range
+
+MODES = ("batch", "elem")
+
+
+class MixupCutMix(Mixer):
+    name = "mixup_cutmix"
+
+    def __init__(
+        self,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        switch_prob: float = 0.5,
+        mode: str = "batch",
+        prob: float = 1.0,
+        off_epoch: int | None = None,
+    ) -> None:
+        check_range("mixup_alpha", mixup_alpha, 0, None, lo_open=True)
+        check_range("cutmix_alpha", cutmix_alpha, 0, None, lo_open=True)
+        check_range("switch_prob", switch_prob, 0, 1)
+        check_choice("mode", mode, MODES)
+        check_range("prob", prob, 0, 1)
+        check_off_epoch(off_epoch)
+        self.mixup_alpha = float(mixup_alpha)
+        self.cutmix_alpha = float(cutmix_alpha)
+        self.switch_prob = float(switch_prob)
+        self.mode = mode
+        self.prob = float(prob)
+        self.off_epoch = off_epoch
+        # the two mixers always mix when asked: the coins above decide
+        self._mixup = Mixup(lam="beta", alpha=mixup_alpha, mode=mode, prob=1.0)
+        self._cutmix = CutMix(alpha=cutmix_alpha, mode=mode, prob=1.0)
+
+    def active(self, epoch: int, num_epochs: int) -> bool:
+        return self.off_epoch is None or epoch < self.off_epoch
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixedBatch | None:
+        if not mix_this_batch(self.prob):
+            return None
+        use_cutmix = self.switch_prob >= 1.0 or (
+            self.switch_prob > 0.0 and bool(torch.rand(()) < self.switch_prob)
+        )
+        return self._cutmix.mix(x, y) if use_cutmix else self._mixup(x, y)

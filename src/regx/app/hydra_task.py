@@ -135,6 +135,11 @@ def task(cfg: DictConfig) -> float:
             print(f"skipped, finished before: {run_dir}", flush=True)
             return _objective(cfg, done)
         spec = build_spec(cfg, overrides)
+        from regx.app.pruning import build_pruning_hook
+
+        pruning = build_pruning_hook(cfg)  # a search trial: report the objective per epoch
+        if pruning is not None:
+            spec.hooks.append(pruning)
         from regx.report.preload import preload_in_background
 
         preload_in_background()  # matplotlib loads while the run trains; its report needs it

@@ -24,10 +24,13 @@ from regx.engine.scoring import (
 from regx.engine.spec import RunSpec
 from regx.engine.state import TrainState
 from regx.engine.trainer import Trainer
-from regx.errors import DivergedError, RunInterrupted
+from regx.errors import DivergedError, RunInterrupted, RunPruned
 from regx.keys import config_hash
 
 log = logging.getLogger("regx")
+
+# summary.json's status for a run the loop stopped before its last epoch
+STOPPED_STATUS = {DivergedError: "diverged", RunInterrupted: "interrupted", RunPruned: "pruned"}
 
 
 def write_status(
@@ -153,8 +156,8 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         write_status(run_dir, "running", "training", trainer.state, started)
         try:
             trainer.fit()
-        except (DivergedError, RunInterrupted) as e:
-            status = "diverged" if isinstance(e, DivergedError) else "interrupted"
+        except (DivergedError, RunInterrupted, RunPruned) as e:
+            status = next(v for k, v in STOPPED_STATUS.items() if isinstance(e, k))
             write_status(run_dir, status, str(e), trainer.state, started)
             raise
         train_seconds = time.perf_counter() - t0

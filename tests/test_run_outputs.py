@@ -105,3 +105,34 @@ def test_load_run_gives_back_the_stored_logits_and_embeddings(run_dir: Path) -> 
     assert run.classes == [str(c) for c in range(7)]
     with pytest.raises(regx.errors.UserError, match="uint8"):
         run.predict(torch.zeros(2, 1, 8, 8))
+
+
+def test_evaluate_retrieval_on_a_folder_of_classes_the_model_never_saw(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c, name in enumerate(("spirals", "stripes", "blobs")):
+        (tmp_path / "gallery" / name).mkdir(parents=True)
+        for i in range(5):
+            pixels = rng.integers(0, 90, (8, 8)) + 80 * c
+            Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "gallery" / name / f"{i}.png")
+    done = run_cli(["evaluate", str(run_dir), "--retrieval", str(tmp_path / "gallery")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip().splitlines()[-1].removeprefix("report: ")).parent
+    found = read_summary(out)["retrieval_gallery"]
+    assert found["classes"] == ["blobs", "spirals", "stripes"] and found["images"] == 15
+    # the same numbers from the run's own embeddings of the same images
+    images = torch.stack(
+        [
+            torch.from_numpy(np.array(Image.open(p)))[None]
+            for name in found["classes"]
+            for p in sorted((tmp_path / "gallery" / name).iterdir())
+        ]
+    )
+    labels = np.repeat(np.arange(3), 5)
+    expected = brute_force_retrieval(regx.load_run(run_dir).embed(images).numpy(), labels, k=4)
+    assert found["recall_at_1"] == pytest.approx(expected["recall_at_1"], abs=1e-9)
+    assert found["map_at_r"] == pytest.approx(expected["map_at_r"], abs=1e-9)
+    assert "Gallery: 15 images of 3 classes" in (out / "report.md").read_text()

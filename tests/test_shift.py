@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
 
 from regx.config.build import build_spec
-from regx.data.shift import SEVERITY_PARAMS, Shift, corrupt, prior_class_frequencies
+from regx.data.shift import (
+    SEVERITY_PARAMS,
+    Shift,
+    corrupt,
+    corrupted_copies,
+    prior_class_frequencies,
+)
 from regx.errors import ConfigError
 
 
@@ -55,7 +65,7 @@ def test_strength_zero_keeps_a_balanced_test_set(compose_cfg, clean):
     assert counts.max() - counts.min() <= 1
 
 
-@pytest.mark.parametrize("kind", ["brightness", "contrast", "blur", "noise"])
+@pytest.mark.parametrize("kind", ["brightness", "contrast", "blur", "noise", "jpeg", "pixelate"])
 def test_corrupt_changes_test_images_only(compose_cfg, clean, kind):
     data = load(compose_cfg, "dataset.test_shift=corrupt", f"shift.kind={kind}")
     assert torch.equal(data.train_x, clean.train_x)
@@ -123,10 +133,19 @@ def test_the_engine_evaluates_the_shifted_test_set(compose_cfg):
     [
         (
             "dataset.test_shift=rotate",
-            "dataset.test_shift=rotate: must be one of none, prior, corrupt",
+            "dataset.test_shift=rotate: must be one of none, prior, corrupt, subpop",
         ),
         ("shift.severity=6", "shift.severity=6: must be an integer in [1, 5]"),
-        ("shift.kind=fog", "shift.kind=fog: must be one of brightness, contrast, blur, noise"),
+        (
+            "shift.kind=fog",
+            "shift.kind=fog: must be one of brightness, contrast, blur, noise, jpeg, pixelate",
+        ),
+        (
+            "shift.score=size",
+            "shift.score=size: must be one of brightness, ink, contrast, class_subgroup, hue",
+        ),
+        ("shift.keep=0", "shift.keep=0: must be in (0, 1]"),
+        ("shift.tilt=inf", "shift.tilt=inf: must be a finite number"),
         ("shift.strength=1.0", "shift.strength=1.0: must be in [0, 1)"),
     ],
 )
@@ -147,6 +166,217 @@ def test_bad_shift_value_is_one_line_exit_2_on_the_cli(cli):
 def test_shift_object_rejects_unknown_modes():
     from regx.data.digits import Digits
 
-    with pytest.raises(ConfigError, match="test_shift=blur: must be one of none, prior, corrupt"):
+    with pytest.raises(
+        ConfigError, match="test_shift=blur: must be one of none, prior, corrupt, subpop"
+    ):
         Digits(test_shift="blur")
     assert Shift(kind="blur", severity=1).describe("none") == {"mode": "none"}
+
+
+# -- jpeg and pixelate ----------------------------------------------------------------------
+def _rgb_images(n: int = 4, size: int = 32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(5)
+    coarse = torch.rand(n, 3, size // 4, size // 4, generator=g)
+    smooth = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")
+    return (smooth * 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "pixelate"])
+def test_jpeg_and_pixelate_are_per_image_deterministic(clean, kind):
+    x = clean.test_x[:12]
+    for severity in (1, 3, 5):
+        batch = corrupt(x, kind, severity, torch.Generator().manual_seed(0))
+        one_by_one = torch.cat([corrupt(x[i : i + 1], kind, severity, None) for i in range(12)])
+        assert torch.equal(batch, one_by_one)
+    flat = torch.full((2, 1, 8, 8), 77, dtype=torch.uint8)
+    assert (corrupt(flat, kind, 5, None).int() - 77).abs().max() <= 1  # constant stays put
+
+
+def test_jpeg_and_pixelate_match_pil_on_rgb_images():
+    import io
+
+    from PIL import Image
+
+    x = _rgb_images()
+    a = x[1].permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(a).save(buffer, format="JPEG", quality=50)  # severity 4
+    expected = np.asarray(Image.open(buffer).convert("RGB"))
+    ours = corrupt(x, "jpeg", 4, None)[1].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(ours, expected)
+    # pixelate severity 4: c = 0.75, 32 → 24 px box, back to 32 px box (CIFAR-10-C's)
+    expected = np.asarray(
+        Image.fromarray(a).resize((24, 24), Image.BOX).resize((32, 32), Image.BOX)
+    )
+    ours = corrupt(x, "pixelate", 4, None)[1].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(ours, expected)
+    assert not np.array_equal(ours, a)
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "pixelate"])
+def test_jpeg_and_pixelate_degrade_more_at_higher_severity(clean, kind):
+    # pixelate on detailed 32-px images (pixel noise): on 8-px digits the floor to whole
+    # pixels merges and reorders severities (sizes 7, 7, 6, 6, 5; see regx.data.corruptions),
+    # and on smooth images the error of the box resampling is not monotone either (aliasing)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (16, 3, 32, 32), generator=g, dtype=torch.uint8)
+    x = clean.test_x if kind == "jpeg" else noise
+
+    def error(severity: int) -> float:
+        out = corrupt(x, kind, severity, None)
+        return (out.float() - x.float()).abs().mean().item()
+
+    errors = [error(s) for s in (1, 2, 3, 4, 5)]
+    assert errors[0] > 0 and all(b >= a for a, b in itertools.pairwise(errors))
+    assert errors[4] > 1.5 * errors[0]
+
+
+def test_corrupted_copies_equal_the_corrupt_shift(compose_cfg, clean):
+    cells = list(corrupted_copies(clean.test_x, ["noise", "jpeg"], [2, 5], seed=3))
+    assert [(k, s) for k, s, _ in cells] == [("noise", 2), ("noise", 5), ("jpeg", 2), ("jpeg", 5)]
+    for kind, severity, images in cells:
+        alone = load(
+            compose_cfg,
+            "dataset.test_shift=corrupt",
+            f"shift.kind={kind}",
+            f"shift.severity={severity}",
+            seed=3,
+        )
+        assert torch.equal(images, alone.test_x)
+
+
+# -- subpop ---------------------------------------------------------------------------------
+def _digests(x: torch.Tensor, y: torch.Tensor) -> Counter:
+    return Counter((hashlib.sha256(bytes(img.numpy())).hexdigest(), int(c)) for img, c in zip(x, y))
+
+
+def _brightness_z(train_x: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+    """z of the brightness score, computed here from its definition."""
+    s_train = train_x.double().mean(dim=(1, 2, 3)).numpy() / 255
+    s = x.double().mean(dim=(1, 2, 3)).numpy() / 255
+    return (s - s_train.mean()) / s_train.std()
+
+
+@pytest.mark.parametrize("score", ["brightness", "class_subgroup"])
+def test_subpop_keeps_only_unmodified_test_images(compose_cfg, clean, score):
+    data = load(compose_cfg, "dataset.test_shift=subpop", f"shift.score={score}", "shift.tilt=2")
+    kept, originals = _digests(data.test_x, data.test_y), _digests(clean.test_x, clean.test_y)
+    assert not kept - originals  # every (image, label) is an original, none twice too often
+    assert sum(kept.values()) == len(data.test_y) == round(0.5 * len(clean.test_y))
+    assert torch.equal(data.train_x, clean.train_x) and torch.equal(data.train_y, clean.train_y)
+    assert data.mean == clean.mean and data.std == clean.std
+
+
+def test_subpop_records_the_realized_shift(compose_cfg, clean):
+    data = load(compose_cfg, "dataset.test_shift=subpop", "shift.score=brightness", "shift.tilt=2")
+    info = data.info["test_shift"]
+    assert {k: info[k] for k in ("mode", "score", "tilt", "keep")} == {
+        "mode": "subpop",
+        "score": "brightness",
+        "tilt": 2.0,
+        "keep": 0.5,
+    }
+    assert (info["test_size_before"], info["test_size_after"]) == (359, 180)
+    bright = lambda x: (x.double().mean(dim=(1, 2, 3)) / 255).mean().item()  # noqa: E731
+    assert info["train_mean"] == pytest.approx(bright(clean.train_x))
+    assert info["test_mean_before"] == pytest.approx(bright(clean.test_x))
+    assert info["test_mean_after"] == pytest.approx(bright(data.test_x))
+    z_after = _brightness_z(clean.train_x, data.test_x).mean()
+    assert info["z_test_after"] == pytest.approx(z_after)
+    assert info["z_test_after"] > info["z_test_before"] + 0.5
+
+
+def test_subpop_raises_the_mean_score_by_the_documented_amount(compose_cfg):
+    from regx.data.subpop import expected_kept_mean
+
+    sizes = ["dataset=synthetic", "dataset.num_train=2000", "dataset.num_test=2000"]
+    base = load(compose_cfg, *sizes)
+    z = _brightness_z(base.train_x, base.test_x)
+    for tilt in (1.0, 2.0):
+        shifted = []
+        for seed in (0, 1, 2):
+            data = load(
+                compose_cfg, *sizes, "dataset.test_shift=subpop", f"shift.tilt={tilt}", seed=seed
+            )
+            shifted.append(_brightness_z(base.train_x, data.test_x).mean())
+        # Three draws of 1,000 of 2,000: the mean's sd is about 0.02 / sqrt(3).
+        assert np.mean(shifted) == pytest.approx(expected_kept_mean(z, tilt, 0.5), abs=0.04)
+        assert np.mean(shifted) > z.mean() + 0.3 * tilt
+
+
+def test_the_documented_amount_is_the_draws_expectation():
+    from regx.data.subpop import expected_kept_mean, tilted_draw
+
+    z = np.random.default_rng(0).standard_normal(400)
+    rng = np.random.default_rng(1)
+    draws = [z[tilted_draw(z, 2.0, 0.5, rng)].mean() for _ in range(400)]
+    assert np.mean(draws) == pytest.approx(expected_kept_mean(z, 2.0, 0.5), abs=0.01)
+    # The figures of the module docstring, for Gaussian scores.
+    gauss = np.random.default_rng(2).standard_normal(200_000)
+    assert expected_kept_mean(gauss, 2.0, 0.5) == pytest.approx(0.68, abs=0.01)
+    assert expected_kept_mean(gauss, 1.0, 0.5) == pytest.approx(0.52, abs=0.01)
+    assert expected_kept_mean(gauss, 0.0, 0.5) == pytest.approx(0.0, abs=0.01)
+
+
+def test_tilt_zero_is_the_natural_test_distribution(compose_cfg, clean):
+    from scipy.stats import ks_2samp
+
+    z_train = _brightness_z(clean.train_x, clean.train_x)
+    natural = load(compose_cfg, "dataset.test_shift=subpop", "shift.tilt=0")
+    tilted = load(compose_cfg, "dataset.test_shift=subpop", "shift.tilt=2")
+    p_natural = ks_2samp(_brightness_z(clean.train_x, natural.test_x), z_train).pvalue
+    p_tilted = ks_2samp(_brightness_z(clean.train_x, tilted.test_x), z_train).pvalue
+    assert p_natural > 0.05  # the same distribution as the training images'
+    assert p_tilted < 1e-6  # the test rejects a tilted set of the same size
+
+
+def test_class_subgroup_over_represents_one_cluster_per_class(compose_cfg, clean):
+    from regx.data.subpop import subgroup_scores
+
+    (z_train, _), (z_test, _) = subgroup_scores(
+        clean.train_x, clean.train_y, clean.test_x, clean.test_y
+    )
+    assert set(np.unique(z_train)) == {-1.0, 1.0}
+    data = load(compose_cfg, "dataset.test_shift=subpop", "shift.score=class_subgroup")
+    (_, _), (z_kept, _) = subgroup_scores(clean.train_x, clean.train_y, data.test_x, data.test_y)
+    y_train, y_test, y_kept = clean.train_y.numpy(), clean.test_y.numpy(), data.test_y.numpy()
+    raised = 0
+    for c in range(10):
+        assert (z_train[y_train == c] == 1).mean() <= 0.5  # +1: the smaller training cluster
+        raised += (z_kept[y_kept == c] == 1).mean() > (z_test[y_test == c] == 1).mean()
+    assert raised >= 9
+
+
+def test_score_formulas():
+    from regx.data.subpop import raw_scores
+
+    x = torch.tensor([[[[0, 255], [255, 51]]]], dtype=torch.uint8)  # 0, 1, 1, 0.2
+    values = np.array([0.0, 1.0, 1.0, 0.2])
+    assert raw_scores(x, "brightness")[0] == pytest.approx(0.55)
+    assert raw_scores(x, "ink")[0] == pytest.approx(0.5)  # two of four above the mean 0.55
+    assert raw_scores(x, "contrast")[0] == pytest.approx(values.std())
+    colours = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=torch.uint8)
+    hue = raw_scores(colours.view(3, 3, 1, 1).expand(3, 3, 2, 2), "hue")
+    np.testing.assert_allclose(hue, [0.0, 2 * np.pi / 3, -2 * np.pi / 3], atol=1e-12)
+
+
+def test_hue_needs_rgb_and_shifts_rgb_images(compose_cfg):
+    with pytest.raises(ConfigError) as err:
+        load(compose_cfg, "dataset.test_shift=subpop", "shift.score=hue")
+    assert str(err.value) == "shift.score=hue: needs RGB images; this dataset has 1 channel"
+    rgb = [
+        "dataset=synthetic",
+        "dataset.channels=3",
+        "dataset.test_shift=subpop",
+        "shift.score=hue",
+    ]
+    info = load(compose_cfg, *rgb).info["test_shift"]
+    assert info["test_size_after"] == 128
+    assert info["z_test_after"] > info["z_test_before"] + 0.5
+
+
+def test_subpop_is_deterministic_given_the_seed(compose_cfg):
+    a = load(compose_cfg, "dataset.test_shift=subpop", seed=3)
+    b = load(compose_cfg, "dataset.test_shift=subpop", seed=3)
+    c = load(compose_cfg, "dataset.test_shift=subpop", seed=4)
+    assert torch.equal(a.test_x, b.test_x) and not torch.equal(a.test_x, c.test_x)

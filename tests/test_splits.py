@@ -151,6 +151,64 @@ def test_out_of_fold_auc_stays_at_chance_where_in_sample_would_overfit():
     assert 0.35 < oof_auc < 0.65
 
 
+# -- the features discriminator (embeddings of a random or a briefly trained net) ---------
+@pytest.fixture(scope="module")
+def digits_subpop():
+    from conftest import compose_config
+
+    return {
+        seed: digits(compose_config, "dataset.test_shift=subpop", "shift.tilt=2", f"seed={seed}")[1]
+        for seed in (0, 1)
+    }
+
+
+def features_split(data, seed: int, features: str = "random"):
+    split_fn = AdversarialSplit(discriminator="features", features=features, device="cpu")
+    return split_fn(data.train_x, data.train_y, data.test_x, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_features_discriminator_is_at_chance_without_shift(compose_cfg, seed, one_thread):
+    data = digits(compose_cfg, "dataset.test_shift=subpop", "shift.tilt=0", f"seed={seed}")[1]
+    split = features_split(data, seed)
+    assert 0.45 <= split.info["auc"] <= 0.60
+    assert split.info["features"] == "random" and "feature_train_acc" not in split.info
+
+
+@pytest.mark.parametrize(("features", "seed"), [("random", 0), ("random", 1), ("trained", 0)])
+def test_features_discriminator_detects_a_within_support_shift(
+    digits_subpop, features, seed, one_thread
+):
+    # Brightness tilt 2, half of the test set kept: even the true score as discriminator
+    # reaches only about 0.72 (the kept half overlaps the training distribution).
+    split = features_split(digits_subpop[seed], seed, features)
+    assert split.info["auc"] >= 0.65
+    d_train, d_test = split.arrays["d_train"], split.arrays["d_test"]
+    assert np.median(d_test) > np.median(d_train)
+
+
+def test_trained_features_record_the_net_and_leave_the_global_rng(digits_subpop, one_thread):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    split = features_split(digits_subpop[0], 0, "trained")
+    assert torch.equal(torch.rand(3), expected)  # the embedding net used a private RNG
+    assert split.info["features"] == "trained" and split.info["feature_epochs"] == 3
+    assert split.info["feature_train_acc"] > 0.9  # it did learn the classes
+    again = features_split(digits_subpop[0], 0, "trained")
+    assert torch.equal(again.val_idx, split.val_idx)
+    np.testing.assert_array_equal(again.arrays["d_train"], split.arrays["d_train"])
+
+
+def test_the_features_split_runs_from_the_config(compose_cfg, one_thread):
+    overrides = ["split=adversarial", "split.discriminator=features", "dataset.test_shift=subpop"]
+    prep = prepare_data(build_spec(compose_cfg(overrides)), CPU)
+    info = prep.split.info
+    assert info["discriminator"] == "features" and info["features"] == "random"
+    assert 0.6 < info["auc"] < 0.8 and info["val_size"] == round(0.1 * len(prep.data.train_y))
+    assert prep.data.info["test_shift"]["mode"] == "subpop"
+
+
 # -- weights and modes ----------------------------------------------------------------------
 def test_weights_are_the_odds_capped_at_clip_times_the_median(noisy_split):
     d = noisy_split.arrays["d_train"]
@@ -253,7 +311,16 @@ def test_split_is_deterministic_given_the_seed(digits_noisy, noisy_split):
     ("override", "message"),
     [
         ("split.mode=median", "split.mode=median: must be one of resample, topk, weight"),
-        ("split.discriminator=svm", "split.discriminator=svm: must be one of logreg, cnn"),
+        (
+            "split.discriminator=svm",
+            "split.discriminator=svm: must be one of logreg, cnn, features",
+        ),
+        ("split.features=pixels", "split.features=pixels: must be one of random, trained"),
+        ("split.feature_epochs=0", "split.feature_epochs=0: must be an integer ≥ 1"),
+        (
+            "split.feature_pca=0",
+            "split.feature_pca=0: must be a positive number of components (or null for all of them)",
+        ),
         ("split.folds=1", "split.folds=1: must be an integer ≥ 2"),
         ("split.clip=0.5", "split.clip=0.5: must be in (1, inf)"),
         ("split.weight_train=true", "split.weight_train=True: only applies to split.mode=weight"),

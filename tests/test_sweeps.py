@@ -1,7 +1,6 @@
-"""Sweeps through Hydra's plugins: the joblib launcher runs jobs in parallel processes, the
-Optuna sweeper searches a space and reports the best trial (a failed run is a failed
-trial), an interrupted sweep is completed with `sweep.skip_done=true`, and a missing
-plugin ends in one line naming the extra."""
+"""Sweeps through Hydra's plugins: the joblib launcher runs jobs in parallel processes, an
+interrupted sweep is completed with `sweep.skip_done=true`, and a missing plugin ends in
+one line naming the extra. regx's Optuna search: tests/test_optuna.py."""
 
 from __future__ import annotations
 
@@ -20,10 +19,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from regx.app.sweeps import (
-    TrialRecorder,
     finished_run,
     missing_plugin_message,
-    objective_direction,
     prefer_regx_plugin_configs,
 )
 from regx.errors import UserError
@@ -67,86 +64,6 @@ def test_joblib_runs_the_jobs_in_parallel_processes_with_one_thread_each(cli, tm
     assert sorted((row["run"], row["status"], row["seed"]) for row in rows) == [
         (str(i), "finished", str(i)) for i in range(4)
     ]
-
-
-def test_optuna_search_prints_the_best_trial_and_its_value_is_the_summarys(cli, tmp_path):
-    sweep = tmp_path / "search"
-    r = cli(
-        "train",
-        "-m",
-        "hparams_search=gamma_ce_optuna",
-        "hydra.sweeper.n_trials=4",
-        *SMOKE,
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert r.returncode == 0, r.stderr
-    runs = summaries(sweep)
-    assert sorted(runs) == [0, 1, 2, 3]
-    assert all(s["status"] == "finished" for s in runs.values())
-    for job in runs:  # each trial: γ-CE with mixup, γ, lr and α drawn from the space
-        cfg = OmegaConf.load(sweep / str(job) / ".hydra" / "config.yaml")
-        assert cfg.loss._target_ == "regx.losses.gamma_ce.GammaCrossEntropy"
-        assert 0.0 <= cfg.loss.gamma <= 0.9
-        assert 0.005 <= cfg.trainer.optimizer.lr <= 0.2
-        assert 0.1 <= cfg.aug.alpha <= 2.0
-        assert cfg.objective == "val.nll"
-    nll = {job: s["val"]["nll"] for job, s in runs.items()}
-    best_job = min(nll, key=nll.get)  # objective val.nll: direction auto is minimize
-    results = OmegaConf.load(sweep / "optimization_results.yaml")
-    assert results.best_value == nll[best_job]  # exactly the value in summary.json
-    best_overrides = OmegaConf.load(sweep / str(best_job) / ".hydra" / "overrides.yaml")
-    assert {f"{k}={v}" for k, v in results.best_params.items()} <= set(best_overrides)
-    assert f"best trial: #{best_job} of 4  val.nll = {nll[best_job]:.6g}" in r.stdout
-    assert f"run dir: {sweep / str(best_job)}" in r.stdout
-
-
-def test_optuna_records_a_failed_run_as_a_failed_trial_and_goes_on(cli, tmp_path):
-    sweep = tmp_path / "search"
-    r = cli(
-        "train",
-        "-m",
-        "hydra/sweeper=optuna",
-        "loss=gamma_ce",
-        # γ=1.5 fails validation, so that run returns NaN; the sampler's seed 0 draws
-        # 1.5 for the first trial and 0.3 for the second
-        "loss.gamma=choice(0.3,1.5)",
-        "hydra.sweeper.n_trials=2",
-        *SMOKE,
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert r.returncode == 0, r.stderr
-    runs = summaries(sweep)
-    by_gamma = {
-        OmegaConf.load(sweep / str(job) / ".hydra" / "config.yaml").loss.gamma: s
-        for job, s in runs.items()
-    }
-    assert by_gamma[1.5]["status"] == "failed"
-    assert by_gamma[0.3]["status"] == "finished"
-    failed_job = next(j for j, s in runs.items() if s["status"] == "failed")
-    assert failed_job == 0  # the search went on after the failed trial
-    assert "Failed experiment: trial" in r.stdout + r.stderr
-    results = OmegaConf.load(sweep / "optimization_results.yaml")
-    assert results.best_params["loss.gamma"] == 0.3
-    assert results.best_value == by_gamma[0.3]["val"]["acc"]  # objective val.acc: maximize
-
-
-def test_optuna_with_every_trial_failed_ends_in_one_error_line(cli, tmp_path):
-    r = cli(
-        "train",
-        "-m",
-        "hydra/sweeper=optuna",
-        "loss=gamma_ce",
-        "loss.gamma=interval(1.2,1.5)",
-        "hydra.sweeper.n_trials=2",
-        *SMOKE,
-        f"hydra.sweep.dir={tmp_path / 'search'}",
-    )
-    assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1] == (
-        f"error: all 2 trials failed; see summary.json in the trials' run dirs under "
-        f"{tmp_path / 'search'}"
-    )
-    assert "Traceback" not in r.stderr
 
 
 def _popen_regx(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -223,40 +140,6 @@ def test_skip_done_reuses_only_a_finished_run_of_the_same_config(tmp_path):
         finished_run(_cfg(seed=1), tmp_path)
 
 
-def test_objective_direction_follows_the_metric():
-    assert objective_direction("auto", "val.nll") == "minimize"
-    assert objective_direction("auto", "test.ece") == "minimize"
-    assert objective_direction("auto", "val.acc") == "maximize"
-    assert objective_direction("auto", "retrieval.recall_at_1") == "maximize"
-    assert objective_direction("minimize", "val.acc") == "minimize"
-
-
-def test_trial_recorder_turns_a_nan_result_into_a_failed_job(tmp_path):
-    from hydra.core.utils import JobReturn, JobStatus
-
-    def job(num: int, value: float) -> JobReturn:
-        ret = JobReturn(overrides=[f"seed={num}"], status=JobStatus.COMPLETED)
-        ret.return_value = value
-        ret.hydra_cfg = OmegaConf.create(
-            {"hydra": {"runtime": {"output_dir": str(tmp_path / str(num))}}}
-        )
-        return ret
-
-    class Launcher:
-        def launch(self, job_overrides, initial_job_idx):
-            return [job(initial_job_idx, 0.5), job(initial_job_idx + 1, float("nan"))]
-
-    recorder = TrialRecorder(Launcher())
-    ok, failed = recorder.launch([["seed=4"], ["seed=5"]], initial_job_idx=4)
-    assert ok.status == JobStatus.COMPLETED and ok.return_value == 0.5
-    assert failed.status == JobStatus.FAILED
-    with pytest.raises(
-        RuntimeError, match=r"trial 5 .* has no objective value \(no summary.json\)"
-    ):
-        failed.return_value  # noqa: B018  (reading it raises, as Hydra's JobReturn does)
-    assert [(t.job, t.value == t.value) for t in recorder.trials] == [(4, True), (5, False)]
-
-
 @pytest.mark.parametrize(
     ("hidden", "override", "message"),
     [
@@ -269,11 +152,6 @@ def test_trial_recorder_turns_a_nan_result_into_a_failed_job(tmp_path):
             "hydra_plugins.hydra_submitit_launcher",
             "hydra/launcher=submitit_slurm",
             "hydra/launcher=submitit_slurm needs the 'hydra-submitit-launcher' package",
-        ),
-        (
-            "hydra_plugins.hydra_optuna_sweeper",
-            "hparams_search=gamma_ce_optuna",
-            "hydra/sweeper=optuna needs the 'hydra-optuna-sweeper' package",
         ),
     ],
 )
@@ -293,29 +171,13 @@ def test_missing_plugin_message_only_for_plugins_not_installed():
     assert missing_plugin_message(error) is None  # installed here: some other problem
     wrapped = (
         "InstantiationException: Error in call to target 'hydra_plugins.regx_sweepers.x':\n"
-        "MissingExtraError(\"hydra/sweeper=optuna needs the 'hydra-optuna-sweeper' package, "
+        "MissingExtraError(\"hydra/sweeper=regx_optuna needs the 'optuna' package, "
         "which is not installed: pip install 'regx[sweep]'\")"
     )
     assert missing_plugin_message(wrapped) == (
-        "hydra/sweeper=optuna needs the 'hydra-optuna-sweeper' package, "
+        "hydra/sweeper=regx_optuna needs the 'optuna' package, "
         "which is not installed: pip install 'regx[sweep]'"
     )
-
-
-def test_best_trial_without_optunas_results_file_is_the_best_recorded(tmp_path, capsys):
-    from regx.app.sweeps import Trial, report_best
-
-    trials = [
-        Trial(0, ["loss.gamma=0.1"], tmp_path / "0", 0.7),
-        Trial(1, ["loss.gamma=0.5"], tmp_path / "1", float("nan")),
-        Trial(2, ["loss.gamma=0.9"], tmp_path / "2", 0.4),
-    ]
-    report_best(trials, tmp_path / "optimization_results.yaml", "val.nll", "minimize")
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == "best trial: #2 of 3  val.nll = 0.4"
-    assert f"run dir: {tmp_path / '2'}" in out
-    report_best(trials, tmp_path / "optimization_results.yaml", "val.acc", "maximize")
-    assert capsys.readouterr().out.splitlines()[0] == "best trial: #0 of 3  val.acc = 0.7"
 
 
 @pytest.mark.parametrize(
@@ -333,12 +195,8 @@ def test_regx_launcher_configs_build_the_plugins_launchers(launcher, keys):
     from regx.config.paths import config_dir
 
     prefer_regx_plugin_configs(config_dir())
-    overrides = [f"hydra/launcher={launcher}", "hydra/sweeper=optuna"]
-    cfg = compose_config(overrides, return_hydra_config=True)
+    cfg = compose_config([f"hydra/launcher={launcher}"], return_hydra_config=True)
     node = cfg.hydra.launcher
     assert {k: node[k] for k in keys} == keys
     built = instantiate(node, **instantiate_kwargs())
     assert type(built).__module__.startswith(f"hydra_plugins.hydra_{launcher.split('_')[0]}")
-    # regx's Optuna sweeper config, not the plugin's (which has no `direction: auto`)
-    assert cfg.hydra.sweeper._target_ == "hydra_plugins.regx_sweepers.optuna_sweeper.OptunaSweeper"
-    assert cfg.hydra.sweeper.direction == "auto"

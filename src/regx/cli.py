@@ -106,6 +106,18 @@ def report(
 def evaluate(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="The run directory (holds .hydra/ and checkpoints/)."),
+    corruptions: str | None = typer.Option(
+        None, help="Every corruption at every severity: `all`, or kinds such as noise,jpeg."
+    ),
+    severities: str = typer.Option("all", help="Severities of --corruptions, e.g. 1,3,5."),
+    attack: str | None = typer.Option(None, help="Accuracy under attack: fgsm, pgd or fgsm,pgd."),
+    eps: str = typer.Option(
+        "1/255,2/255,4/255,8/255", help="L∞ budgets of --attack (pixels in [0, 1])."
+    ),
+    steps: int = typer.Option(10, help="PGD steps."),
+    retrieval: Path | None = typer.Option(
+        None, help="Retrieval on a folder DIR/<class>/<image> of any classes, with the run's model."
+    ),
 ) -> None:
     """Re-evaluate a run's best checkpoint and write a fresh report in RUN_DIR/eval/….
 
@@ -118,8 +130,10 @@ def evaluate(
     try:
         with command_body():
             from regx.app.evaluate import evaluate as evaluate_run
+            from regx.engine.robustness import RobustnessRequest
 
-            out, summary = evaluate_run(run_dir, list(ctx.args))
+            extra = RobustnessRequest(corruptions, severities, attack, eps, steps, retrieval)
+            out, summary = evaluate_run(run_dir, list(ctx.args), robustness=extra)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None

@@ -4,7 +4,7 @@
 returned (with the joblib launcher the jobs run in worker processes, the callback still
 runs here), and prints the sweep's comparison table — one row per group of runs that
 differ only by seed, mean ± std — and writes report.md, runs.csv and compare.png into the
-sweep directory, exactly as `regx report SWEEP_DIR` would.
+sweep directory (and report.html), exactly as `regx report SWEEP_DIR --html` would.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ class SweepReport(Callback):
         from regx.report.sweep import sweep_report
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir() or not any(sweep_dir.glob("**/.hydra/config.yaml")):
+            return  # no job started (the sweep failed before its first): nothing to report
         try:
-            sweep_report([sweep_dir], out=sweep_dir)
+            sweep_report([sweep_dir], out=sweep_dir, html=True)
         except UserError as e:
             print(f"sweep report: {e}", file=sys.stderr)
         except Exception as e:

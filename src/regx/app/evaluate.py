@@ -15,10 +15,13 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regx.errors import ConfigError, UserError
 from regx.keys import role_of
+
+if TYPE_CHECKING:
+    from regx.engine.robustness import RobustnessRequest
 
 # Keys under these prefixes select the training images (with role experiment or replicate).
 TRAINING_DATA_PREFIXES = ("seed", "split", "dataset")
@@ -100,9 +103,13 @@ def _run_overrides(run_dir: Path) -> list[str]:
 
 
 def evaluate(
-    run_dir: Path, overrides: list[str], out_dir: Path | None = None
+    run_dir: Path,
+    overrides: list[str],
+    out_dir: Path | None = None,
+    robustness: RobustnessRequest | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Score the run's best weights under its config + `overrides`; returns (folder, summary)."""
+    """Score the run's best weights under its config + `overrides` (and the corruption,
+    attack and gallery sweeps `robustness` asks for); returns (folder, summary)."""
     run_dir = Path(run_dir)
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():
@@ -116,6 +123,7 @@ def evaluate(
     from regx.config import register_resolvers
     from regx.config.build import build_spec
     from regx.engine.evaluate import EvaluationRequest, evaluate_run
+    from regx.engine.robustness import RobustnessRequest
     from regx.report.run_report import run_choices
 
     register_resolvers()  # the run's config may use them
@@ -135,6 +143,6 @@ def evaluate(
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     request = EvaluationRequest(
         run_dir, trained, spec, run.model, run.checkpoint, run.checkpoint_epoch, same_test_set, list(overrides), out,
-        run_choices(run_dir),
+        run_choices(run_dir), robustness or RobustnessRequest(),
     )  # fmt: skip
     return out, evaluate_run(request)

@@ -2,7 +2,7 @@
 
 A shift changes the *test set only*, after the dataset is loaded (and subset), and is a
 pure function of the images and the run's seed. The settings live in the top-level
-`shift:` config node (`kind`, `severity`, `strength`).
+`shift:` config node (`kind`, `severity`, `strength`, `score`, `tilt`, `keep`).
 
 - `none`: the test set as loaded.
 - `prior` (label shift, p(x|y) unchanged): with K classes and strength s ∈ [0, 1) the
@@ -14,46 +14,81 @@ pure function of the images and the run's seed. The settings live in the top-lev
   (s = 0.8: 5×). With m_c test images of class c, the kept total is the largest
   N* = min_c m_c / π_c for which every class has enough images; class c keeps
   n_c = floor(N* · π_c) of its images, drawn at random without replacement.
-- `corrupt` (covariate shift, p(y|x) roughly unchanged): a CIFAR-10-C style corruption
-  (Hendrycks & Dietterich, 2019) at `severity` 1–5, on pixel values x ∈ [0, 1], then
-  clipped to [0, 1] and rounded back to uint8:
+- `corrupt` (covariate shift outside the training support): corruption `kind` at
+  `severity` 1–5 of every test image (formulas in `regx.data.corruptions`).
+- `subpop` (covariate shift inside the support): unmodified test images re-drawn with
+  probability ∝ exp(`tilt`·z(x)), z the standardized `score` (`regx.data.subpop`).
 
-      brightness  x + b,              b = 0.05, 0.10, 0.15, 0.20, 0.30
-                  (CIFAR-10-C adds b to the HSV value; here to every channel, the same
-                  for gray images)
-      contrast    (x − m)·c + m,      m the image's mean, c = 0.75, 0.50, 0.40, 0.30, 0.15
-      blur        Gaussian blur,      σ = 0.4, 0.6, 0.7, 0.8, 1.0 pixels (edges replicated)
-      noise       x + σ·ε, ε~N(0, 1), σ = 0.04, 0.06, 0.08, 0.09, 0.10
+Seeding: every mode draws from numpy's `default_rng([seed, SHIFT_STREAM])`; `corrupt`
+seeds its noise generator with that stream's first 63-bit integer
+(`corruption_generator(seed)`), so the same seed gives the same noise wherever a
+corruption is applied.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from regx.data.corruptions import KINDS, SEVERITY_PARAMS, corrupt, gaussian_blur
+from regx.data.subpop import SCORES, subpop_indices
 from regx.data.types import ImageData
 from regx.errors import check, check_choice, check_range
 
-MODES = ("none", "prior", "corrupt")
-SEVERITY_PARAMS: dict[str, tuple[float, ...]] = {
-    "brightness": (0.05, 0.10, 0.15, 0.20, 0.30),
-    "contrast": (0.75, 0.50, 0.40, 0.30, 0.15),
-    "blur": (0.4, 0.6, 0.7, 0.8, 1.0),
-    "noise": (0.04, 0.06, 0.08, 0.09, 0.10),
-}
-KINDS = tuple(SEVERITY_PARAMS)
+__all__ = [
+    "KINDS",
+    "MODES",
+    "SCORES",
+    "SEVERITY_PARAMS",
+    "Shift",
+    "corrupt",
+    "corrupted_copies",
+    "corruption_generator",
+    "gaussian_blur",
+    "prior_class_frequencies",
+    "prior_shift_indices",
+]
+
+MODES = ("none", "prior", "corrupt", "subpop")
 # Mixed into the seed so the shift's draws are independent of the subset/split draws.
 SHIFT_STREAM = 0x5EED
+
+
+def shift_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SHIFT_STREAM])
+
+
+def corruption_generator(seed: int) -> torch.Generator:
+    """The noise generator `dataset.test_shift=corrupt` uses for run seed `seed`."""
+    return torch.Generator().manual_seed(int(shift_rng(seed).integers(2**63)))
+
+
+def corrupted_copies(
+    test_x: torch.Tensor, kinds: Sequence[str], severities: Sequence[int], seed: int
+) -> Iterator[tuple[str, int, torch.Tensor]]:
+    """(kind, severity, images) for every cell of a corruption sweep, one at a time: each the
+    test set exactly as `test_shift=corrupt shift.kind=kind shift.severity=severity` makes it."""
+    for kind in kinds:
+        for severity in severities:
+            yield kind, severity, corrupt(test_x, kind, severity, corruption_generator(seed))
 
 
 class Shift:
     """The `shift:` settings; `apply(data, mode, seed)` shifts the test set of `data`."""
 
-    def __init__(self, kind: str = "noise", severity: int = 3, strength: float = 0.8) -> None:
+    def __init__(
+        self,
+        kind: str = "noise",
+        severity: int = 3,
+        strength: float = 0.8,
+        score: str = "brightness",
+        tilt: float = 2.0,
+        keep: float = 0.5,
+    ) -> None:
         check_choice("kind", kind, KINDS)
         check(
             isinstance(severity, int) and not isinstance(severity, bool) and 1 <= severity <= 5,
@@ -62,7 +97,12 @@ class Shift:
             "must be an integer in [1, 5]",
         )
         check_range("strength", strength, 0, 1, hi_open=True)
+        check_choice("score", score, SCORES)
+        check_range("tilt", tilt)
+        check(math.isfinite(tilt), "tilt", tilt, "must be a finite number")
+        check_range("keep", keep, 0, 1, lo_open=True)
         self.kind, self.severity, self.strength = kind, severity, float(strength)
+        self.score, self.tilt, self.keep = score, float(tilt), float(keep)
 
     def describe(self, mode: str) -> dict[str, object]:
         """The settings that matter for `mode`, for the record."""
@@ -70,19 +110,33 @@ class Shift:
             return {"mode": mode, "strength": self.strength}
         if mode == "corrupt":
             return {"mode": mode, "kind": self.kind, "severity": self.severity}
+        if mode == "subpop":
+            return {"mode": mode, "score": self.score, "tilt": self.tilt, "keep": self.keep}
         return {"mode": mode}
 
     def apply(self, data: ImageData, mode: str, seed: int) -> ImageData:
         check_choice("test_shift", mode, MODES)
-        rng = np.random.default_rng([seed, SHIFT_STREAM])
+        rng = shift_rng(seed)
         info = {**data.info, "test_shift": self.describe(mode)}
         if mode == "prior":
             keep = prior_shift_indices(data.test_y, self.strength, rng)
             return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         if mode == "corrupt":
-            generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
-            shifted = corrupt(data.test_x, self.kind, self.severity, generator)
+            shifted = corrupt(data.test_x, self.kind, self.severity, corruption_generator(seed))
             return replace(data, test_x=shifted, info=info)
+        if mode == "subpop":
+            keep, realized = subpop_indices(
+                data.train_x,
+                data.train_true_y,  # class_subgroup: clusters of the true classes
+                data.test_x,
+                data.test_y,
+                self.score,
+                self.tilt,
+                self.keep,
+                rng,
+            )
+            info["test_shift"] = realized.as_dict()
+            return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         return replace(data, info=info)
 
 
@@ -112,33 +166,3 @@ def prior_shift_indices(
         if k > 0
     ]
     return torch.from_numpy(np.sort(np.concatenate(parts)))
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of float images (N, C, H, W), replicated edges."""
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def corrupt(
-    images: torch.Tensor, kind: str, severity: int, generator: torch.Generator
-) -> torch.Tensor:
-    """`images` (uint8, N×C×H×W) with corruption `kind` at `severity` 1–5 (formulas above)."""
-    param = SEVERITY_PARAMS[kind][severity - 1]
-    x = images.to(torch.float32) / 255.0
-    if kind == "brightness":
-        out = x + param
-    elif kind == "contrast":
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        out = (x - mean) * param + mean
-    elif kind == "blur":
-        out = gaussian_blur(x, param)
-    else:
-        out = x + param * torch.randn(x.shape, generator=generator)
-    return (out.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)

@@ -4,7 +4,7 @@ recomputed from its unchanged config and seed; the test set may be another one."
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from regx.engine import outputs
 from regx.engine.checkpoint import load_checkpoint
 from regx.engine.device import configure_runtime, seed_everything
 from regx.engine.environment import device_name, versions
+from regx.engine.robustness import RobustnessRequest, robustness_sections
 from regx.engine.scoring import (
     Evaluation,
     ReportInputs,
@@ -89,6 +90,7 @@ class EvaluationRequest:
     overrides: list[str]
     out_dir: Path
     choices: dict[str, Any] | None = None  # the run's config-group options, for the report
+    robustness: RobustnessRequest = field(default_factory=RobustnessRequest)
 
 
 def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
@@ -126,7 +128,9 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     )
     scored = score_model(ev)
     summary = _summary(req, scored.sections, prep, test, device)
-    summary["eval_time_s"] = scored.seconds
+    temperature = scored.sections["temperature"]
+    summary.update(robustness_sections(req.robustness, ev, req.trained, temperature))
+    summary["eval_time_s"] = time.perf_counter() - t0
     history = []
     if (req.run_dir / "metrics.csv").is_file():
         history = outputs.read_metrics_csv(req.run_dir / "metrics.csv")

@@ -31,9 +31,9 @@ def retrieval_section(summary: dict[str, Any]) -> list[str]:
     """Markdown lines for `retrieval` and `retrieval_open`; [] when neither is there."""
     closed = summary.get("retrieval") or {}
     opened = summary.get("retrieval_open") or {}
-    columns = [
-        (name, r) for name, r in (("test classes", closed), ("held-out classes", opened)) if r
-    ]
+    gallery = summary.get("retrieval_gallery") or {}
+    named = (("test classes", closed), ("held-out classes", opened), ("gallery", gallery))
+    columns = [(name, r) for name, r in named if r]
     if not columns:
         return []
     header = "| metric | " + " | ".join(name for name, _ in columns) + " |"
@@ -44,7 +44,7 @@ def retrieval_section(summary: dict[str, Any]) -> list[str]:
         "|---|" + "---:|" * len(columns),
         "| recall@1 (%) | " + " | ".join(_cell(r, "1") for _, r in columns) + " |",
     ]
-    for k in _ks(closed, opened):
+    for k in _ks(closed, opened, gallery):
         lines.append(f"| recall@{k} (%) | " + " | ".join(_cell(r, k) for _, r in columns) + " |")
     lines.append(
         "| MAP@R (%) | " + " | ".join(_cell(r, None, "map_at_r") for _, r in columns) + " |"
@@ -59,6 +59,12 @@ def retrieval_section(summary: dict[str, Any]) -> list[str]:
             "Open set: the test images of the held-out classes "
             + (", ".join(f"`{n}`" for n in names) if names else "(names not recorded)")
             + ", never seen in training; the model classifies only the others.",
+            "",
+        ]
+    if gallery:
+        lines += [
+            f"Gallery: {gallery.get('images')} images of {len(gallery.get('classes') or [])} "
+            f"classes in `{gallery.get('folder')}` (`regx evaluate --retrieval`).",
             "",
         ]
     return lines

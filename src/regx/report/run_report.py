@@ -19,6 +19,12 @@ from regx.report.format import fmt_metric
 from regx.report.html import write_run_html
 from regx.report.noise import noise_section, plot_noise
 from regx.report.retrieval_section import retrieval_section
+from regx.report.robustness import (
+    attack_section,
+    corruption_section,
+    interval_section,
+    plot_corruptions,
+)
 from regx.report.run_plots import plot_confidence, plot_curves, plot_reliability
 
 # (summary key, row name, scale, decimals): percentages are shown ×100.
@@ -192,6 +198,15 @@ def calibration_section(summary: dict[str, Any], n_bins: int) -> list[str]:
     ]
 
 
+def robustness_lines(run_dir: Path, summary: dict[str, Any]) -> list[str]:
+    """`regx evaluate --corruptions` (table, corruptions.png) and `--attack` sections."""
+    lines = []
+    if summary.get("corruptions"):
+        plot_corruptions(run_dir / "corruptions.png", summary["corruptions"])
+        lines += corruption_section(summary["corruptions"])
+    return lines + attack_section(summary.get("attacks") or {})
+
+
 def between_lines(run_dir: Path, summary: dict[str, Any]) -> list[str]:
     """The between-sample diagnostics' section and between.png, when the run has them."""
     if not summary.get("between"):
@@ -233,7 +248,9 @@ def write_run_report(
     lines = [
         *header_lines(summary, choices, title),
         *calibration_section(summary, n_bins),
+        *interval_section(summary.get("ci") or {}),
         *retrieval_section(summary),
+        *robustness_lines(run_dir, summary),
         *between_lines(run_dir, summary),
         *noise_lines(run_dir, summary, history),
         *split_section(run_dir, summary, split_arrays),

@@ -5,7 +5,8 @@ training density and q the test density:
 
 1. Discriminator. Training images are labelled 0, test images 1; a discriminator fitted
    with the two sides balanced (see `regx.splits.discriminators`) estimates
-   D(x) = q(x)/(p(x) + q(x)).
+   D(x) = q(x)/(p(x) + q(x)). `discriminator=features` fits the logistic regression on
+   image embeddings instead of pixels (`regx.splits.embeddings`).
 2. Out of fold. Train and test images are split into `folds` stratified folds; the
    images of fold j are scored by a discriminator fitted on the other folds only, so
    every image's D(x) comes from a model that never saw it. The out-of-fold ROC AUC of
@@ -40,9 +41,10 @@ from regx.data.base import stratified_split
 from regx.errors import ConfigError, check, check_choice, check_range
 from regx.splits.base import Split, SplitStrategy
 from regx.splits.discriminators import ConvDiscriminator, Discriminator, LogisticDiscriminator
+from regx.splits.embeddings import FeatureEmbedding
 
 MODES = ("resample", "topk", "weight")
-DISCRIMINATORS = ("logreg", "cnn")
+DISCRIMINATORS = ("logreg", "cnn", "features")
 # Mixed into the seed so the split's draws are independent of other seeded draws.
 SPLIT_STREAM = 0xAD5
 # exp(700) is finite in float64; a larger logit would only be capped anyway.
@@ -104,8 +106,13 @@ class AdversarialSplit(SplitStrategy):
         cnn_epochs: int = 20,
         cnn_patience: int = 5,
         cnn_width: int = 16,
+        features: str = "random",
+        feature_epochs: int = 3,
+        feature_pca: int | None = 8,
         device: str = "auto",
+        clean_val: bool = False,
     ) -> None:
+        self.set_clean_val(clean_val)
         check_range("val_fraction", val_fraction, 0, 1, lo_open=True, hi_open=True)
         check_choice("mode", mode, MODES)
         check_choice("discriminator", discriminator, DISCRIMINATORS)
@@ -127,9 +134,15 @@ class AdversarialSplit(SplitStrategy):
         self.val_fraction, self.mode, self.folds = float(val_fraction), mode, folds
         self.clip, self.weight_train = float(clip), weight_train
         self.discriminator_name = discriminator
+        # `features`: the same logistic regression, on embeddings instead of pixels.
+        embedding = FeatureEmbedding(kind=features, epochs=feature_epochs, device=device)
+        on_features = LogisticDiscriminator(c=logreg_c, pca=feature_pca, pca_key="feature_pca")
+        self.embedding = embedding if discriminator == "features" else None
         self.discriminator: Discriminator = (
             LogisticDiscriminator(c=logreg_c, pca=pca)
             if discriminator == "logreg"
+            else on_features
+            if discriminator == "features"
             else ConvDiscriminator(
                 epochs=cnn_epochs, patience=cnn_patience, width=cnn_width, device=device
             )
@@ -145,37 +158,12 @@ class AdversarialSplit(SplitStrategy):
                 self.folds,
                 f"needs at least that many train and test images (have {n} and {m})",
             )
-        from threadpoolctl import threadpool_limits
-
-        t0, cpu0 = time.perf_counter(), time.thread_time()
-        # BLAS (numpy/scikit-learn) gets the thread budget torch has (trainer.threads): more
-        # threads than cores spin-wait and can take many times longer on a busy machine.
-        with threadpool_limits(limits=torch.get_num_threads()):
-            logit_train, logit_test, fold_of = out_of_fold_logits(
-                train_x, test_x, self.folds, seed, self.discriminator
-            )
-        seconds, cpu_seconds = time.perf_counter() - t0, time.thread_time() - cpu0
+        logit_train, logit_test, fold_of, run_info = self._score(train_x, train_y, test_x, seed)
         d_train, d_test = _sigmoid(logit_train), _sigmoid(logit_test)
         w = importance_weights(logit_train, self.clip)
-        rng = np.random.default_rng([seed, SPLIT_STREAM])
-        n_val = max(1, round(self.val_fraction * n))
-
-        val_weight = train_weight = None
-        if self.mode == "resample":
-            val_idx = np.sort(rng.choice(n, size=n_val, replace=True, p=w / w.sum()))
-            train_idx = np.setdiff1d(np.arange(n), val_idx)
-            ess = effective_sample_size(np.bincount(val_idx)[np.unique(val_idx)])
-        elif self.mode == "topk":
-            val_idx = np.sort(np.argsort(-d_train, kind="stable")[:n_val])
-            train_idx = np.setdiff1d(np.arange(n), val_idx)
-            ess = float(len(val_idx))
-        else:
-            train_idx, val_idx = stratified_split(train_y.numpy(), self.val_fraction, seed)
-            val_weight = torch.from_numpy(w[val_idx]).float()
-            if self.weight_train:
-                train_weight = torch.from_numpy(w[train_idx]).float()
-            ess = effective_sample_size(w[val_idx])
-
+        train_idx, val_idx, val_weight, train_weight, ess = self._validation(
+            w, d_train, train_y, seed
+        )
         from sklearn.metrics import roc_auc_score
 
         auc = roc_auc_score(
@@ -194,10 +182,7 @@ class AdversarialSplit(SplitStrategy):
             "val_size": len(val_idx),
             "val_unique": len(np.unique(val_idx)),
             "train_size": len(train_idx),
-            # Wall and this thread's CPU time of the discriminator (imports included); wall
-            # time can include waiting on other threads (e.g. a background import).
-            "seconds": seconds,
-            "cpu_seconds": cpu_seconds,
+            **run_info,
         }
         arrays = {
             "d_train": d_train,
@@ -215,6 +200,61 @@ class AdversarialSplit(SplitStrategy):
             info=info,
             arrays=arrays,
         )
+
+    def _score(
+        self, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, object]]:
+        """Out-of-fold logits of D (train, test), the folds, and the discriminator's record."""
+        from threadpoolctl import threadpool_limits
+
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        # BLAS (numpy/scikit-learn) gets the thread budget torch has (trainer.threads): more
+        # threads than cores spin-wait and can take many times longer on a busy machine.
+        with threadpool_limits(limits=torch.get_num_threads()):
+            (fit_train, fit_test), feature_info = self._inputs(train_x, train_y, test_x, seed)
+            logit_train, logit_test, fold_of = out_of_fold_logits(
+                fit_train, fit_test, self.folds, seed, self.discriminator
+            )
+        # Wall and this thread's CPU time of the discriminator (imports included); wall
+        # time can include waiting on other threads (e.g. a background import).
+        timing = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - cpu0}
+        return logit_train, logit_test, fold_of, {**timing, **feature_info}
+
+    def _validation(
+        self, w: np.ndarray, d_train: np.ndarray, train_y: torch.Tensor, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None, torch.Tensor | None, float]:
+        """(train_idx, val_idx, val_weight, train_weight, ESS) of the split's `mode`."""
+        n = len(w)
+        rng = np.random.default_rng([seed, SPLIT_STREAM])
+        n_val = max(1, round(self.val_fraction * n))
+        val_weight = train_weight = None
+        if self.mode == "resample":
+            val_idx = np.sort(rng.choice(n, size=n_val, replace=True, p=w / w.sum()))
+            train_idx = np.setdiff1d(np.arange(n), val_idx)
+            ess = effective_sample_size(np.bincount(val_idx)[np.unique(val_idx)])
+        elif self.mode == "topk":
+            val_idx = np.sort(np.argsort(-d_train, kind="stable")[:n_val])
+            train_idx = np.setdiff1d(np.arange(n), val_idx)
+            ess = float(len(val_idx))
+        else:
+            train_idx, val_idx = stratified_split(train_y.numpy(), self.val_fraction, seed)
+            val_weight = torch.from_numpy(w[val_idx]).float()
+            if self.weight_train:
+                train_weight = torch.from_numpy(w[train_idx]).float()
+            ess = effective_sample_size(w[val_idx])
+        return train_idx, val_idx, val_weight, train_weight, ess
+
+    def _inputs(
+        self, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, seed: int
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, object]]:
+        """What the discriminator sees: the images, or (`features`) their embeddings."""
+        if self.embedding is None:
+            return (train_x, test_x), {}
+        embedded = self.embedding(train_x, train_y, test_x, seed)
+        info: dict[str, object] = {"features": self.embedding.kind}
+        if self.embedding.kind == "trained":
+            info.update(feature_epochs=self.embedding.epochs, feature_train_acc=embedded.train_acc)
+        return (embedded.train, embedded.test), info
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ returns the logit log(D/(1 − D)) for each image in `x_eval`.
   cross-entropy of a held-out part of the fitting data (1/`holdout` of each side): the
   weights of the best epoch are kept, and training stops after `patience` epochs
   without improvement (that loss is noisy early on, hence a patience of 5).
+- `split.discriminator=features`: `LogisticDiscriminator` on embeddings of the images
+  (`regx.splits.embeddings`) instead of their pixels; float inputs are taken as they are.
 """
 
 from __future__ import annotations
@@ -45,18 +47,22 @@ class Discriminator(Protocol):
 
 
 def _flat_pixels(x: torch.Tensor) -> np.ndarray:
+    """uint8 images as pixels in [0, 1]; float inputs (embeddings) as they are, flattened."""
+    if x.dtype != torch.uint8:
+        return x.reshape(len(x), -1).to(torch.float32).numpy()
     return (x.reshape(len(x), -1).to(torch.float32) / 255.0).numpy()
 
 
 class LogisticDiscriminator:
-    def __init__(self, c: float = 0.01, pca: int | None = None) -> None:
+    def __init__(self, c: float = 0.01, pca: int | None = None, pca_key: str = "pca") -> None:
         check_range("logreg_c", c, 0, lo_open=True)
         if pca is not None:
             check(
                 isinstance(pca, int) and not isinstance(pca, bool) and pca >= 1,
-                "pca",
+                pca_key,
                 pca,
-                "must be a positive number of components (or null for raw pixels)",
+                "must be a positive number of components (or null for "
+                + ("raw pixels)" if pca_key == "pca" else "all of them)"),
             )
         self.c, self.pca = float(c), pca
 
@@ -79,9 +85,10 @@ class LogisticDiscriminator:
 
 
 class SmallConvNet(nn.Module):
-    """Three 3×3 conv layers (pooling while the map is ≥ 8 px), global average pool, one logit."""
+    """Three 3×3 conv layers (pooling while the map is ≥ 8 px), global average pool, then a
+    linear head: one logit (`outputs=1`, squeezed to shape (N,)) or `outputs` scores."""
 
-    def __init__(self, channels: int, image_size: int, width: int) -> None:
+    def __init__(self, channels: int, image_size: int, width: int, outputs: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         size, c_in = image_size, channels
@@ -95,10 +102,11 @@ class SmallConvNet(nn.Module):
                 size //= 2
             c_in = c_out
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(c_in, 1)
+        self.head = nn.Linear(c_in, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).squeeze(1)
+        out = self.head(self.body(x))
+        return out.squeeze(1) if out.shape[1] == 1 else out
 
 
 class ConvDiscriminator:

@@ -1,0 +1,95 @@
+"""`regx evaluate`'s sweeps on a trained model: every corruption at every severity, L∞
+attacks, and retrieval on a gallery folder of any classes. Each adds a summary section."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regx.data.corruptions import parse_kinds, parse_severities
+from regx.data.shift import corrupted_copies
+from regx.engine.scoring import Evaluation
+from regx.engine.spec import RunSpec
+from regx.errors import ConfigError
+from regx.metrics.attacks import attack_accuracy
+from regx.metrics.retrieval import retrieval_at_k
+from regx.metrics.robustness import corruption_table
+
+ATTACKS = ("fgsm", "pgd")
+
+
+@dataclass
+class RobustnessRequest:
+    """What `regx evaluate --corruptions/--severities/--attack/--eps/--steps/--retrieval` asks."""
+
+    corruptions: str | None = None  # `all` or kinds, e.g. `noise,jpeg`
+    severities: str = "all"
+    attack: str | None = None  # fgsm | pgd | fgsm,pgd
+    eps: str = "1/255,2/255,4/255,8/255"
+    steps: int = 10
+    retrieval: Path | None = None  # an ImageFolder-layout folder: <class>/<image>
+
+    def attacks(self) -> tuple[str, ...]:
+        names = tuple(a.strip() for a in (self.attack or "").split(",") if a.strip())
+        for name in names:
+            if name not in ATTACKS:
+                raise ConfigError("--attack", name, "must be fgsm, pgd or fgsm,pgd")
+        return names
+
+
+def clean_test_set(trained: RunSpec) -> Any:
+    """The run's test set without any test shift (what the corruptions start from)."""
+    source = copy.copy(trained.dataset)
+    source.test_shift = "none"
+    return source.load(seed=trained.seed)
+
+
+def corruption_sweep(
+    req: RobustnessRequest, ev: Evaluation, trained: RunSpec, temperature: float
+) -> dict[str, Any]:
+    kinds, severities = parse_kinds(req.corruptions), parse_severities(req.severities)
+    clean = clean_test_set(trained)
+    cells = corrupted_copies(clean.test_x, kinds, severities, trained.seed)
+    table = corruption_table(
+        lambda x: ev.predict(x)[0], clean.test_x, clean.test_y, cells, temperature, ev.n_bins
+    )
+    return {**table.as_dict(), "seed": trained.seed}
+
+
+def gallery_retrieval(folder: Path, ev: Evaluation) -> dict[str, Any]:
+    """Retrieval (cosine, leave-one-out, query = gallery) on `folder`/<class>/<image>,
+    embedded by the run's model: the classes need not be any the model knows."""
+    import torch
+
+    from regx.data.decode import DecodeSpec, decode_images
+    from regx.data.imagefolder import list_class_folders
+
+    classes = list_class_folders(Path(folder))
+    paths = [str(p) for name in sorted(classes) for p in classes[name]]
+    labels = torch.tensor([i for i, name in enumerate(sorted(classes)) for _ in classes[name]])
+    # the run's input shape: channels converted, images resized as its test images
+    spec = DecodeSpec(channels=int(ev.test_x.shape[1]), image_size=int(ev.test_x.shape[-1]))
+    images = torch.from_numpy(decode_images(paths, spec))
+    _, features = ev.predict(images, features=True)
+    found = retrieval_at_k(features, labels.to(ev.device), ev.analysis.retrieval_ks)
+    return {**found, "folder": str(folder), "classes": sorted(classes), "images": len(paths)}
+
+
+def robustness_sections(
+    req: RobustnessRequest, ev: Evaluation, trained: RunSpec, temperature: float
+) -> dict[str, Any]:
+    """summary.json `corruptions`, `attacks`, `retrieval_gallery` (those asked for)."""
+    sections: dict[str, Any] = {}
+    if req.corruptions:
+        sections["corruptions"] = corruption_sweep(req, ev, trained, temperature)
+    if req.attacks():
+        sections["attacks"] = attack_accuracy(
+            ev.model, ev.test_x, ev.test_y, ev.normalize, eps=req.eps.split(","),
+            attacks=req.attacks(), steps=req.steps, device=ev.device,
+            batch_size=ev.batch_size, seed=trained.seed,
+        )  # fmt: skip
+    if req.retrieval is not None:
+        sections["retrieval_gallery"] = gallery_retrieval(req.retrieval, ev)
+    return sections

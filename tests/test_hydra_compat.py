@@ -17,7 +17,6 @@ def test_trusted_targets_are_regx_plugins_and_the_users_packages(monkeypatch):
     assert hydra_compat.trusted_targets() == [
         "regx.*",
         "hydra_plugins.*",
-        "optuna.samplers.*",
         "mylab.*",
         "other.losses.MyLoss",
     ]
@@ -58,7 +57,7 @@ def test_an_untrusted_user_class_is_refused_in_one_line_naming_the_fix(monkeypat
         instantiate_group("loss", node)
     assert str(refused.value) == (
         f"loss._target_={USER_LOSS} is not trusted (regx instantiates regx.*, "
-        "hydra_plugins.*, optuna.samplers.*); to use your own class, export "
+        "hydra_plugins.*); to use your own class, export "
         "REGX_TRUSTED_TARGETS='fault_plugins.*'"
     )
 

@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from regx.config.build import build_spec
-from regx.data.shift import (
-    SEVERITY_PARAMS,
-    Shift,
-    corrupt,
-    corrupted_copies,
-    prior_class_frequencies,
-)
+from regx.data.corruptions import SEVERITY_PARAMS, corrupt
+from regx.data.shift import Shift, corrupted_copies, prior_class_frequencies
 from regx.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ omegaconf 2.3 and 2.4. Three things changed between them, all handled here:
   `initialize_config_dir` that keep both quiet.
 - Execution whitelist: Hydra 1.4 asks the calling code which `_target_`s a config may
   instantiate (a config could otherwise name any callable). regx trusts its own package,
-  Hydra's plugins, and Optuna's samplers; a user who plugs in their own class names its
+  and Hydra's plugins; a user who plugs in their own class names its
   package in the environment variable `REGX_TRUSTED_TARGETS` (`mylab.*`, comma-separated),
   which is read by trusted code, not by the config. Hydra 1.3 has no such check.
 - OmegaConf 2.4 renames `register_new_resolver` to `register_resolver`.
@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from regx.errors import UserError
 
 TRUST_ENV = "REGX_TRUSTED_TARGETS"
-BUILTIN_TRUSTED = ("regx.*", "hydra_plugins.*", "optuna.samplers.*")
+BUILTIN_TRUSTED = ("regx.*", "hydra_plugins.*")
 _PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(\.\*)?$")
 
 

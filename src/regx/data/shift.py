@@ -34,24 +34,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from regx.data.corruptions import KINDS, SEVERITY_PARAMS, corrupt, gaussian_blur
+from regx.data.corruptions import KINDS, corrupt
 from regx.data.subpop import SCORES, subpop_indices
 from regx.data.types import ImageData
 from regx.errors import check, check_choice, check_range
-
-__all__ = [
-    "KINDS",
-    "MODES",
-    "SCORES",
-    "SEVERITY_PARAMS",
-    "Shift",
-    "corrupt",
-    "corrupted_copies",
-    "corruption_generator",
-    "gaussian_blur",
-    "prior_class_frequencies",
-    "prior_shift_indices",
-]
 
 MODES = ("none", "prior", "corrupt", "subpop")
 # Mixed into the seed so the shift's draws are independent of the subset/split draws.

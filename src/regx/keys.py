@@ -4,7 +4,7 @@ Roles:
 
 - `experiment`: changes what the run trains (every key not listed below).
 - `evaluation`: changes only how the trained model is scored (the test set's shift, the
-  calibration bins, the between-sample and retrieval diagnostics, the run's extra outputs);
+  calibration bins, the between-sample, retrieval and memorization diagnostics);
   `regx evaluate` may change these.
 - `replicate`: the seed: another seed is another run of the same experiment.
 - `execution`: where and how fast the run goes, and what it logs; never a number.
@@ -57,6 +57,7 @@ KEY_ROLES: dict[str, Role] = {
     "calibration": "evaluation",
     "between": "evaluation",
     "retrieval": "evaluation",
+    "noise": "evaluation",  # how often memorization is measured under label noise
 }
 
 IDENTITY_ROLES: frozenset[Role] = frozenset({"experiment", "evaluation", "replicate"})

@@ -219,13 +219,13 @@ def test_bf16_on_a_cpu_without_native_support_is_explained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Not an error: torch emulates bfloat16 on such CPUs; the run says it will be slow."""
-    import regx.engine.run as run
+    import regx.engine.trainer as trainer_module
     from regx.config.build import build_spec
 
-    monkeypatch.setattr(run, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
     spec = build_spec(compose_config([*BASE, *FAST, "trainer.precision=bf16"]))
     with caplog.at_level(logging.WARNING, logger="regx"):
-        trainer = run.Trainer(spec, tmp_path / "run")
+        trainer = trainer_module.Trainer(spec, tmp_path / "run")
     assert str(trainer.device) == "cpu"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(

@@ -417,7 +417,7 @@ def test_gamma_schedule_is_logged_per_epoch(train_run, tmp_path: Path) -> None:
     summary = train_run([*TINY, *overrides], tmp_path / "run")
     rows = read_metrics_csv(tmp_path / "run" / "metrics.csv")
     assert [r["gamma"] for r in rows] == pytest.approx([0.0, 0.2, 0.4, 0.6])
-    assert set(summary["retrieval"]) == {"recall_at_1", "map_at_r"}
+    assert {"recall_at_1", "map_at_r"} <= set(summary["retrieval"])
 
 
 def test_auto_margin_run_resumes_identically(train_run, tmp_path: Path, monkeypatch) -> None:

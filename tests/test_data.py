@@ -157,9 +157,9 @@ def test_imagefolder_errors_name_the_problem(tmp_path):
     with pytest.raises(DataError, match=r"class folder .*bird has no images"):
         ImageFolder(root=str(root)).load()
     (root / "test" / "bird").rmdir()
-    (root / "train" / "cow").mkdir()
-    Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(root / "train" / "cow" / "0.png")
-    with pytest.raises(DataError, match=r"only in train: \['cow'\]"):
+    (root / "test" / "cow").mkdir()
+    Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(root / "test" / "cow" / "0.png")
+    with pytest.raises(DataError, match=r"test/ has class folders that train/ lacks \(cow\)"):
         ImageFolder(root=str(root)).load()
 
 

@@ -45,7 +45,7 @@ EXPECTED_ROLES = {
     "dataset.label_noise.preset": "experiment",
     "dataset.label_noise.rate": "experiment",
     "dataset.label_noise.seed_offset": "experiment",
-    "dataset.max_pixels": "experiment",
+    "dataset.max_pixels": "io",
     "dataset.mean": "experiment",
     "dataset.noise": "experiment",
     "dataset.num_classes": "experiment",

@@ -33,6 +33,7 @@ KEY_ROLES: dict[str, Role] = {
     "dataset.root": "io",
     "dataset.cache_dir": "io",
     "dataset.download": "io",
+    "dataset.max_pixels": "io",  # refuses huge images; never changes a number
     "outputs": "io",
     # how the run goes and what it logs
     "logger": "execution",

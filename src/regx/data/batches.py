@@ -3,7 +3,7 @@
 - `DeviceBatches` keeps the whole training set on the device (one uint8 tensor, padded
   once for the random crop) and cuts each epoch's permutation into index batches: no
   DataLoader, no per-sample Python, no host↔device copy per step.
-- `HostBatches` streams from host memory (or a memory-mapped decoded cache) through a
+- `HostBatches` streams from host memory through a
   DataLoader with workers and pinned memory, for data too large for the device.
 
 The epoch's permutation comes from its own generator seeded by (seed, epoch), so a run

@@ -1,40 +1,70 @@
 """A folder of images in torchvision's ImageFolder layout: `root/{train,test}/<class>/<image>`.
 
-Images are decoded once (Pillow), resized to `image_size` if set, and kept in a decoded
-cache of uint8 `.npy` files under `cache_dir`; later runs memory-map the cache instead
-of decoding again. The cache key covers the folder, every file's name, size and mtime,
-the image size and the channel count, so an edited folder is decoded afresh.
+Classes are the sorted union of the class folder names of train/ and test/, and labels
+index that list. A training class without test images is fine; a test class without a
+training folder is refused unless `holdout_classes` holds it out (its test images then
+form the open-set retrieval set, see data/holdout.py).
+
+Channels: `channels=1|3` converts every image (Pillow's "L" / "RGB"); `channels=null`
+reads the headers of the first image of every class folder: all grayscale → 1, else 3
+(a colour image further on is then refused, naming the file). Horizontal flips on
+grayscale data get one warning: right for most photos, wrong for digits and letters.
+
+Decoding (regx.data.decode) is parallel and gives exactly Pillow's pixels; the decoded
+cache (regx.data.decoded_cache) holds whole splits only. With `subset=N` the N training
+images are chosen by `stratified_subset` on the listing's labels, the same images the base
+class takes out of the fully decoded set; a cached full training split is used when there
+is one, else only those N files are decoded, and not cached (the choice depends on N and
+the seed). The test split is decoded in full and cached either way.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from concurrent.futures import ProcessPoolExecutor
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from regx.data.base import DatasetSource
+from regx.data.base import DatasetSource, check_subset_size, stratified_subset
+from regx.data.decode import PIL_MAX_PIXELS, DecodeSpec, decode_images, detect_channels, pool_size
+from regx.data.decode_progress import DecodeProgress
+from regx.data.decoded_cache import SplitCache, cache_key
+from regx.data.holdout import held_out_indices
 from regx.data.types import ImageData
-from regx.errors import ConfigError, DataError
+from regx.errors import ConfigError, DataError, check
+
+log = logging.getLogger("regx")
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+CHANNEL_SAMPLE = 64  # at most this many headers are read to detect the channel count
 
 
-def _list_split(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+@dataclass
+class Listing:
+    """The image files of both splits, with labels indexing `classes`."""
+
+    classes: list[str]
+    train: list[tuple[Path, int]]
+    test: list[tuple[Path, int]]
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.array([label for _, label in getattr(self, split)], dtype=np.int64)
+
+
+def list_class_folders(folder: Path) -> dict[str, list[Path]]:
+    """{class name: sorted image files} of `folder`/<class>/<image>."""
     if not folder.is_dir():
         raise DataError(
             f"{folder} does not exist: an ImageFolder root needs train/<class>/ and "
             f"test/<class>/ subfolders (set dataset.root=DIR)"
         )
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not names:
         raise DataError(f"{folder} has no class subfolders: expected {folder}/<class>/<image>")
-    items: list[tuple[Path, int]] = []
-    for label, name in enumerate(classes):
+    classes = {}
+    for name in names:
         files = sorted(
             p for p in (folder / name).iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file()
         )
@@ -43,129 +73,167 @@ def _list_split(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
                 f"class folder {folder / name} has no images ({', '.join(sorted(EXTENSIONS))}): "
                 f"add images or remove the folder"
             )
-        items.extend((p, label) for p in files)
-    return classes, items
+        classes[name] = files
+    return classes
 
 
-def _decode(args: tuple[str, int | None, int]) -> np.ndarray:
-    path, size, channels = args
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise DataError(f"cannot read image {path} ({e}): replace or delete the file") from None
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+def list_image_folder(root: Path, holdout: int | list | None = None) -> Listing:
+    """Both splits of `root`, classes the union of their folders (test-only ones checked)."""
+    train, test = list_class_folders(root / "train"), list_class_folders(root / "test")
+    classes = sorted(set(train) | set(test))
+    _check_test_only_classes(root, classes, sorted(set(test) - set(train)), holdout)
+    index = {name: i for i, name in enumerate(classes)}
+    return Listing(
+        classes,
+        [(p, index[name]) for name in sorted(train) for p in train[name]],
+        [(p, index[name]) for name in sorted(test) for p in test[name]],
+    )
 
 
-def _decode_all(paths: list[Path], size: int | None, channels: int) -> np.ndarray:
-    jobs = [(str(p), size, channels) for p in paths]
-    workers = min(os.cpu_count() or 1, 8)
-    if len(jobs) >= 2000 and workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            arrays = list(pool.map(_decode, jobs, chunksize=256))
-    else:
-        arrays = [_decode(j) for j in jobs]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ConfigError(
-            "dataset.image_size",
-            size,
-            f"the images have different sizes ({len(shapes)} distinct, e.g. "
-            f"{sorted(shapes)[:2]}): set dataset.image_size=N to resize them",
+def _check_test_only_classes(
+    root: Path, classes: list[str], test_only: list[str], holdout: int | list | None
+) -> None:
+    if not test_only:
+        return
+    if holdout is None:
+        raise DataError(
+            f"{root}: test/ has class folders that train/ lacks ({', '.join(test_only)}): "
+            f"add them to train/, remove them, or hold them out for open-set retrieval "
+            f"(dataset.holdout_classes=[{','.join(test_only)}])"
         )
-    return np.stack(arrays)
+    held = {classes[i] for i in held_out_indices(holdout, classes)}
+    missing = [name for name in test_only if name not in held]
+    if missing:
+        raise DataError(
+            f"{root}: test/ has class folders that train/ lacks and dataset.holdout_classes "
+            f"does not hold out ({', '.join(missing)}): hold them out too, add them to "
+            f"train/, or remove them"
+        )
 
 
 class ImageFolder(DatasetSource):
+    """torchvision's ImageFolder layout, decoded once into a validated cache."""
+
     name = "imagefolder"
 
-    def __init__(self, cache_dir: str | None = None, **common) -> None:
-        common.setdefault("channels", 3)
+    def __init__(
+        self, cache_dir: str | None = None, max_pixels: int | None = PIL_MAX_PIXELS, **common
+    ) -> None:
         super().__init__(**common)
+        check(
+            max_pixels is None
+            or (
+                isinstance(max_pixels, int) and not isinstance(max_pixels, bool) and max_pixels > 0
+            ),
+            "max_pixels",
+            max_pixels,
+            "must be a positive number of pixels (width × height) or null for no limit",
+        )
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.max_pixels = max_pixels
+        self._flip_warned = False  # the flip warning once per source (per run)
 
     def _load_raw(self) -> ImageData:
+        return self._load(subset_seed=None)
+
+    def _load_subset(self, seed: int) -> ImageData:
+        return self._load(subset_seed=None if self.subset is None else seed)
+
+    def _load(self, subset_seed: int | None) -> ImageData:
         if self.root is None:
             raise DataError(
                 "dataset.root is not set: pass dataset.root=DIR (with train/ and test/)"
             )
-        train_classes, train_items = _list_split(self.root / "train")
-        test_classes, test_items = _list_split(self.root / "test")
-        if test_classes != train_classes:
-            only_train = sorted(set(train_classes) - set(test_classes))
-            only_test = sorted(set(test_classes) - set(train_classes))
-            raise DataError(
-                f"{self.root}: train/ and test/ have different class folders "
-                f"(only in train: {only_train or '-'}; only in test: {only_test or '-'}); "
-                f"give both the same classes"
+        listing = list_image_folder(self.root, self.holdout_classes)
+        spec = self._decode_spec(listing)
+        caches = self._caches(listing, spec)
+        train_y = listing.labels("train")
+        if subset_seed is None:
+            train_x = self._split_images("train", listing.train, spec, caches)
+        else:
+            check_subset_size(self.subset, len(train_y), self.root.name or self.name)
+            chosen = stratified_subset(torch.from_numpy(train_y), self.subset, subset_seed)
+            train_x = self._subset_images(listing, chosen.numpy(), spec, caches)
+            train_y = train_y[chosen.numpy()]
+        test_x = self._split_images("test", listing.test, spec, caches)
+        if train_x.shape[1:] != test_x.shape[1:]:
+            raise ConfigError(
+                "dataset.image_size",
+                self.image_size,
+                f"train images are {train_x.shape[2:]} but test images are "
+                f"{test_x.shape[2:]}: set dataset.image_size=N to resize them",
             )
-        key = self._cache_key(train_items + test_items)
-        cached = self._read_cache(key)
-        if cached is None:
-            train_x = _decode_all([p for p, _ in train_items], self.image_size, self.channels)
-            test_x = _decode_all([p for p, _ in test_items], self.image_size, self.channels)
-            if train_x.shape[1:] != test_x.shape[1:]:
-                raise ConfigError(
-                    "dataset.image_size",
-                    self.image_size,
-                    f"train images are {train_x.shape[2:]} but test images are "
-                    f"{test_x.shape[2:]}: set dataset.image_size=N to resize them",
-                )
-            train_y = np.array([label for _, label in train_items], dtype=np.int64)
-            test_y = np.array([label for _, label in test_items], dtype=np.int64)
-            self._write_cache(key, train_x, train_y, test_x, test_y)
-            cached = train_x, train_y, test_x, test_y
-        train_x, train_y, test_x, test_y = cached
+        self._warn_flip_on_gray(spec)
         return ImageData(
             name=self.root.name or self.name,
             train_x=torch.from_numpy(train_x),
-            train_y=torch.from_numpy(np.asarray(train_y)),
+            train_y=torch.from_numpy(train_y),
             test_x=torch.from_numpy(test_x),
-            test_y=torch.from_numpy(np.asarray(test_y)),
-            classes=train_classes,
+            test_y=torch.from_numpy(listing.labels("test")),
+            classes=listing.classes,
             info={"root": str(self.root.resolve())},
         )
 
-    # -- decoded cache ----------------------------------------------------------
-    def _cache_key(self, items: list[tuple[Path, int]]) -> str:
-        h = hashlib.sha1()
-        h.update(f"{self.root.resolve()}|{self.image_size}|{self.channels}|v1".encode())
-        for path, label in items:
-            st = path.stat()
-            h.update(
-                f"{path.relative_to(self.root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode()
-            )
-        return h.hexdigest()[:20]
+    def _decode_spec(self, listing: Listing) -> DecodeSpec:
+        if self.channels is not None:
+            return DecodeSpec(self.channels, self.image_size, self.max_pixels)
+        first_of_each: dict[tuple[str, int], Path] = {}
+        for split in ("train", "test"):
+            for path, label in getattr(listing, split):
+                first_of_each.setdefault((split, label), path)
+        sample = [str(p) for p in first_of_each.values()]
+        step = max(1, len(sample) // CHANNEL_SAMPLE)
+        channels = detect_channels(sample[::step], DecodeSpec(max_pixels=self.max_pixels))
+        return DecodeSpec(channels, self.image_size, self.max_pixels, gray_detected=channels == 1)
 
-    def _cache_folder(self, key: str) -> Path | None:
-        return self.cache_dir / f"imagefolder-{key}" if self.cache_dir else None
-
-    def _read_cache(self, key: str) -> tuple[np.ndarray, ...] | None:
-        folder = self._cache_folder(key)
-        if folder is None or not (folder / "done.json").is_file():
+    def _caches(self, listing: Listing, spec: DecodeSpec) -> dict[str, SplitCache] | None:
+        if self.cache_dir is None:
             return None
-        # copy-on-write memory map: pages load on demand, the file is never modified
-        return tuple(
-            np.load(folder / f"{name}.npy", mmap_mode="c")
-            for name in ("train_x", "train_y", "test_x", "test_y")
-        )
+        settings = f"size={spec.image_size}|channels={spec.channels}"
+        key = cache_key(self.root, settings, listing.train + listing.test)
+        folder = self.cache_dir / f"imagefolder-{key}"
+        return {split: SplitCache(folder, split, key) for split in ("train", "test")}
 
-    def _write_cache(self, key: str, *arrays: np.ndarray) -> None:
-        folder = self._cache_folder(key)
-        if folder is None:
-            return
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, arr in zip(("train_x", "train_y", "test_x", "test_y"), arrays):
-                tmp = folder / f".{name}.{os.getpid()}.npy"
-                np.save(tmp, arr)
-                os.replace(tmp, folder / f"{name}.npy")
-            (folder / "done.json").write_text(json.dumps({"root": str(self.root.resolve())}))
-        except OSError:
-            # The cache only saves time; a read-only or full disk must not stop the run.
-            pass
+    def _split_images(
+        self,
+        split: str,
+        items: list[tuple[Path, int]],
+        spec: DecodeSpec,
+        caches: dict[str, SplitCache] | None,
+    ) -> np.ndarray:
+        cache = caches[split] if caches else None
+        images = cache.read() if cache else None
+        if images is None:
+            images = self._decode([p for p, _ in items], spec, str(self.root / split))
+            if cache:
+                cache.write(images)
+        return images
+
+    def _subset_images(
+        self,
+        listing: Listing,
+        chosen: np.ndarray,
+        spec: DecodeSpec,
+        caches: dict[str, SplitCache] | None,
+    ) -> np.ndarray:
+        full = caches["train"].read() if caches else None
+        if full is not None:
+            return full[chosen]
+        paths = [listing.train[i][0] for i in chosen]
+        what = f"{self.root / 'train'}, a subset of the {len(listing.train)}"
+        return self._decode(paths, spec, what)
+
+    def _decode(self, paths: list[Path], spec: DecodeSpec, what: str) -> np.ndarray:
+        workers = pool_size(len(paths))
+        with DecodeProgress(len(paths), what, workers) as progress:
+            return decode_images([str(p) for p in paths], spec, workers, progress.advance)
+
+    def _warn_flip_on_gray(self, spec: DecodeSpec) -> None:
+        if spec.channels == 1 and self.augment.flip and not self._flip_warned:
+            self._flip_warned = True
+            log.warning(
+                "dataset.train_augment.flip=true on grayscale images (%s): right for most "
+                "photos, wrong for digits, letters and other images whose mirror image "
+                "means something else; set dataset.train_augment.flip=false for those",
+                self.root,
+            )

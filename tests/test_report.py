@@ -8,6 +8,7 @@ import json
 import math
 import os
 import platform
+import re
 import signal
 import struct
 import subprocess
@@ -463,14 +464,10 @@ def test_multirun_prints_the_comparison_table_and_report_lists_a_killed_run(cli,
     assert result.returncode == 0, result.stderr
     sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
     # the Hydra callback's table: one row per loss, n = 3, with a std
-    rows = [
-        ln
-        for ln in result.stdout.splitlines()
-        if ln.startswith("│ ce ") or ln.startswith("│ gamma_ce ")
-    ]
+    rows = [ln for ln in result.stdout.splitlines() if re.match(r"│ +\d+ │ (ce|gamma_ce) ", ln)]
     assert len(rows) == 2, result.stdout
     for row in rows:
-        cells = [c.strip() for c in row.strip("│").split("│")]
+        cells = [c.strip() for c in row.strip("│").split("│")][1:]
         assert cells[1] == "3" and all("±" in c for c in cells[2:6]), row
     with open(sweep / "runs.csv") as f:
         assert len(list(csv.DictReader(f))) == 6

@@ -5,21 +5,31 @@ a `_target_`, and the engine calls `start`, `log_epoch`, `log_summary` and `fini
 the main process only when training on several processes).
 
 - `logger=csv`: metrics.csv only (no tracker object).
-- `logger=tensorboard`: event files in RUN_DIR/tensorboard (`tensorboard --logdir SWEEP_DIR`).
-- `logger=mlflow`: one MLflow run per regx run, in a local store under `out_dir` unless
-  `logger.mlflow.tracking_uri` names a server or a database.
+- `logger=tensorboard`: event files in RUN_DIR/tensorboard (`tensorboard --logdir SWEEP_DIR`),
+  with each run's hyperparameters and final metrics in the HParams dashboard.
+- `logger=mlflow`: one MLflow run per regx run, in the SQLite database `out_dir/mlruns.db`
+  (artifacts in `out_dir/mlartifacts`) unless `logger.mlflow.tracking_uri` names a server or
+  another database.
 - several at once: `logger=[csv,tensorboard,mlflow]`.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
+import logging
 import math
-import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from regx.engine.tensorboard_hparams import (
+    hparam_values,
+    session_end_summary,
+    session_start_summary,
+)
 from regx.errors import MissingExtraError
 
 # The calibration report's figures, logged as images by the trackers that take images.
@@ -98,6 +108,16 @@ def epoch_tag(column: str) -> str:
     return column
 
 
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The final metrics the trackers record: the numbers of summary.json's test, test_ts,
+    val, retrieval and split sections and the temperature, with dotted keys (`test.acc`)."""
+    return {
+        k: v
+        for k, v in numeric_items(flatten(summary)).items()
+        if k.split(".")[0] in ("test", "test_ts", "val", "retrieval", "split", "temperature")
+    }
+
+
 def _read_rgb(path: Path) -> Any:
     """A PNG as an (H, W, 3) uint8 array."""
     import numpy as np
@@ -109,8 +129,14 @@ def _read_rgb(path: Path) -> Any:
 
 class TensorBoardLogger(RunLogger):
     """Per-epoch scalars (`train/loss`, `val/acc`, `lr`, …, step = epoch), the final summary
-    (`summary/test.acc`, …) with the config as hyperparameters, the config as text, and the
-    reliability and confidence figures as images, in `RUN_DIR/<subdir>`."""
+    (`summary/test.acc`, …), the config as text, the reliability and confidence figures as
+    images, in `RUN_DIR/<subdir>`; and one HParams session per run: the identity keys of the
+    config as hyperparameters (written at the start, so failed runs are listed too), its
+    scalars as the metrics, the run's outcome as the session status.
+
+    No experiment summary is written: TensorBoard then builds the HParams table from every
+    run's session under `--logdir`, so runs of a sweep with different keys (`loss.gamma` in
+    the γ-CE runs only) and different metrics all get their columns."""
 
     def __init__(self, subdir: str = "tensorboard") -> None:
         try:
@@ -120,17 +146,19 @@ class TensorBoardLogger(RunLogger):
         self._writer_cls = SummaryWriter
         self.subdir = subdir
         self.writer: Any = None
-        self.config: dict[str, Any] = {}
         self.last_epoch = 0
+
+    def _add_proto(self, proto: Any) -> None:
+        self.writer._get_file_writer().add_summary(proto)
 
     def start(self, run_dir: Path, config: dict[str, Any]) -> None:
         import yaml
 
         self.writer = self._writer_cls(log_dir=str(run_dir / self.subdir))
-        self.config = config
         text = yaml.safe_dump(config, sort_keys=False)
         # TensorBoard renders text as markdown: indent four spaces for a code block
         self.writer.add_text("config", "\n".join("    " + ln for ln in text.splitlines()))
+        self._add_proto(session_start_summary(hparam_values(config)))
         self.writer.flush()
 
     def log_epoch(self, row: dict[str, Any]) -> None:
@@ -142,24 +170,9 @@ class TensorBoardLogger(RunLogger):
         self.writer.flush()  # a killed run keeps every epoch it finished
 
     def log_summary(self, summary: dict[str, Any], run_dir: Path) -> None:
-        from torch.utils.tensorboard.summary import hparams
-
         step = int(summary.get("epochs_run") or self.last_epoch)
-        metrics = {
-            f"summary/{k}": v
-            for k, v in numeric_items(flatten(summary)).items()
-            if k.split(".")[0] in ("test", "test_ts", "val", "retrieval", "split", "temperature")
-        }
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
-        # the HPARAMS tab: one row per run, config values against the final metrics
-        params = {
-            k: v if isinstance(v, (int, float, str, bool)) else str(v)
-            for k, v in flatten(self.config).items()
-        }
-        file_writer = self.writer._get_file_writer()
-        for proto in hparams(params, metrics):
-            file_writer.add_summary(proto)
+        for tag, value in summary_metrics(summary).items():
+            self.writer.add_scalar(f"summary/{tag}", value, step)
         for name in REPORT_IMAGES:
             if (run_dir / name).is_file():
                 image = _read_rgb(run_dir / name)
@@ -169,8 +182,59 @@ class TensorBoardLogger(RunLogger):
     def finish(self, status: str) -> None:
         if self.writer is not None:
             self.writer.add_text("status", status)
+            self._add_proto(session_end_summary(status))
             self.writer.close()
             self.writer = None
+
+
+# The local MLflow store: one SQLite database and one artifact folder in `store_dir`.
+DB_NAME = "mlruns.db"
+ARTIFACT_DIR = "mlartifacts"
+
+
+@contextmanager
+def _exclusive(lock_path: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (nothing when None): the parallel jobs of a sweep
+    would otherwise race to create the same database's tables or the same experiment."""
+    if lock_path is None:
+        yield
+        return
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _quiet_store_setup() -> Iterator[None]:
+    """MLflow and Alembic log each table creation and migration at INFO level, and Alembic
+    warns about MLflow's own schema while migrating: a run's console shows neither."""
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="alembic")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` tracking URI (None for any other URI)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix) :] in ("", ":memory:"):
+        return None
+    return Path(uri[len(prefix) :])
 
 
 class MLflowLogger(RunLogger):
@@ -178,10 +242,12 @@ class MLflowLogger(RunLogger):
     (step = epoch), the final summary as metrics (`test.acc`, …), the calibration figures,
     report.md and summary.json as artifacts.
 
-    `tracking_uri: null` keeps everything in a local file store, `store_dir`
-    (`${out_dir}/mlruns`, shared by all runs and sweeps under out_dir; no server); browse it
-    with `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri outputs/mlruns`. Any
-    other URI (`http://host:5000`, `sqlite:///mlflow.db`, `databricks`) is passed to MLflow.
+    `tracking_uri: null` keeps everything in a local store in `store_dir` (`${out_dir}`,
+    shared by all runs and sweeps under out_dir; no server): the SQLite database
+    `mlruns.db` and the artifacts in `mlartifacts/`. Browse it with the full `mlflow`
+    package (`mlflow-skinny` has no UI): `mlflow ui --backend-store-uri
+    sqlite:///outputs/mlruns.db`. Any other URI (`http://host:5000`,
+    `sqlite:///other.db`, `databricks`) is passed to MLflow.
     """
 
     def __init__(
@@ -189,12 +255,19 @@ class MLflowLogger(RunLogger):
         tracking_uri: str | None = None,
         experiment: str = "regx",
         run_name: str | None = None,
-        store_dir: str = "mlruns",
+        store_dir: str = ".",
     ) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise MissingExtraError("mlflow-skinny", "track", "logger=mlflow") from None
+        if tracking_uri is None or tracking_uri.startswith("sqlite:"):
+            # mlflow-skinny leaves out what its database stores need
+            for package in ("sqlalchemy", "alembic"):
+                try:
+                    importlib.import_module(package)
+                except ImportError:
+                    raise MissingExtraError(package, "track", "logger=mlflow") from None
         self._client_cls = MlflowClient
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -203,22 +276,31 @@ class MLflowLogger(RunLogger):
         self.client: Any = None
         self.run_id: str | None = None
 
+    def _store(self) -> Path:
+        return Path(self.store_dir).expanduser().resolve()
+
     def resolved_uri(self) -> str:
+        """The tracking URI: `tracking_uri`, or `sqlite:///` + the absolute path of
+        `store_dir/mlruns.db`."""
         if self.tracking_uri:
             return self.tracking_uri
-        # MLflow 3 keeps its file store in "maintenance mode" behind this opt-in; it needs no
-        # database driver, and parallel runs each write their own folder (no locking)
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        return Path(self.store_dir).expanduser().resolve().as_uri()
+        return "sqlite:///" + (self._store() / DB_NAME).as_posix()
+
+    def _artifact_location(self) -> str | None:
+        """The local store keeps artifacts beside its database (MLflow's default would be
+        ./mlruns under whatever folder the run was started from)."""
+        return None if self.tracking_uri else (self._store() / ARTIFACT_DIR).as_uri()
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(self.experiment)
+            return self.client.create_experiment(
+                self.experiment, artifact_location=self._artifact_location()
+            )
         except Exception:
-            # a parallel job of the same sweep created it first
+            # on a server, a parallel job of the same sweep may have created it first
             found = self.client.get_experiment_by_name(self.experiment)
             if found is None:
                 raise
@@ -227,9 +309,14 @@ class MLflowLogger(RunLogger):
     def start(self, run_dir: Path, config: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        self.client = self._client_cls(tracking_uri=self.resolved_uri())
+        uri = self.resolved_uri()
+        db = sqlite_path(uri)
+        # the client creates the store (tables, migrations) at once: one job at a time
+        with _exclusive(db.with_name(db.name + ".lock") if db else None), _quiet_store_setup():
+            self.client = self._client_cls(tracking_uri=uri)
+            experiment_id = self._experiment_id()
         run = self.client.create_run(
-            self._experiment_id(),
+            experiment_id,
             run_name=self.run_name or run_dir.name,
             tags={"regx.run_dir": str(run_dir.resolve()), "mlflow.source.name": "regx"},
         )
@@ -254,12 +341,7 @@ class MLflowLogger(RunLogger):
     def log_summary(self, summary: dict[str, Any], run_dir: Path) -> None:
         import json
 
-        values = {
-            k: v
-            for k, v in numeric_items(flatten(summary)).items()
-            if k.split(".")[0] in ("test", "test_ts", "val", "retrieval", "split", "temperature")
-        }
-        self._log_metrics(values, int(summary.get("epochs_run") or 0))
+        self._log_metrics(summary_metrics(summary), int(summary.get("epochs_run") or 0))
         for name in (*REPORT_IMAGES, "report.md"):
             if (run_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(run_dir / name))

@@ -60,7 +60,8 @@ def _confidence_axes(ax: Any, conf: np.ndarray, edges: np.ndarray, lo: float) ->
     ax.set_ylim(0.8, 10 ** math.ceil(math.log10(most * 1.05) + 1e-9))
     # plain 1, 10, 100 instead of the log axis's default 10^k, which goes through mathtext
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.set_xlim(lo, 1.0)
+    # a little room right of 1: a mark at 100 % (accuracy, confidence) clear of the frame
+    ax.set_xlim(lo, 1.0 + 0.02 * (1.0 - lo))
     step = 0.1 if lo >= 0.5 else 0.2
     ticks = np.arange(math.ceil(lo / step - 1e-9) * step, 1.0 + 1e-9, step)
     figures.fixed_ticks(ax, x=tuple(float(round(x, 2)) for x in ticks))
@@ -110,7 +111,7 @@ def plot_confidence(
         (acc, figures.BLUE, ":", 1.8, f"accuracy {fmt_metric(acc, 100, 2)}%"),
     )
     for x, color, style, width, label in marks:
-        ax.axvline(x, color=color, linestyle=style, linewidth=width, label=label)
+        ax.axvline(x, color=color, linestyle=style, linewidth=width, label=label, zorder=3)
     _confidence_axes(ax, conf, edges, lo)
     over = test.get("overconfidence", math.nan)
     ax.set_title(
@@ -125,25 +126,29 @@ def plot_confidence(
 
 def _curves_legend_and_title(
     fig: Any, axes: Any, history: list[dict[str, Any]], best_epoch: int | None
-) -> None:
-    """One legend for the figure (every series once) and the best epoch's numbers on top."""
+) -> float:
+    """One legend for the figure (every series once) and the best epoch's numbers on top;
+    returns the inches they take above the panels."""
     handles: dict[str, Any] = {}
     for ax in axes:  # one legend for the figure: every series once
         for handle, name in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(name, handle)
+    height = fig.get_figheight()
+    ncol = min(len(handles), 4)  # 7.5 in hold four entries of the longest labels
+    legend_rows = -(-len(handles) // max(ncol, 1))
     fig.legend(
         list(handles.values()),
         list(handles),
         loc="upper center",
-        bbox_to_anchor=(0.5, 0.955),
-        ncol=len(handles),
+        bbox_to_anchor=(0.5, 1 - 0.29 / height),
+        ncol=ncol,
         fontsize=8,
         frameon=False,
     )
     best = next((row for row in history if row.get("epoch") == best_epoch), history[-1])
     fig.text(
         0.5,
-        0.99,
+        1 - 0.064 / height,
         f"Training curves. Epoch {best['epoch']}"
         + (" (best)" if best.get("epoch") == best_epoch else " (last)")
         + f": val loss {best.get('val_loss', math.nan):.4f}, "
@@ -153,44 +158,85 @@ def _curves_legend_and_title(
         va="top",
         fontsize=9.5,
     )
+    return 0.4 + 0.2 * legend_rows
+
+
+# Values that change during training (metrics.csv columns), drawn in a panel of their own
+# when one of them varies over the epochs.
+SCHEDULE_SERIES = (
+    ("gamma", "γ (γ-CE)", "#8172B3", "γ"),
+    ("lam_mean", "λ, mean over the mixed batches", figures.GREEN, "λ"),
+    ("margin", "margin m (AM-Softmax)", figures.RED, "margin"),
+)
+
+
+def _series(history: list[dict[str, Any]], key: str) -> np.ndarray | None:
+    """A metrics.csv column as floats (nan where a row lacks it); None when no row has it."""
+    values = [row.get(key) for row in history]
+    if all(v is None for v in values):
+        return None
+    return np.array([np.nan if v is None else float(v) for v in values])
+
+
+def varies(values: np.ndarray | None) -> bool:
+    """Whether a column takes more than one finite value over the epochs."""
+    if values is None:
+        return False
+    finite = values[np.isfinite(values)]
+    return finite.size > 1 and float(finite.max() - finite.min()) > 1e-9
+
+
+def train_label(history: list[dict[str, Any]]) -> str:
+    """What the train loss and accuracy were measured on: with a mixing augmentation, the
+    mixed batches (mixed inputs, scored against the mixed losses' labels), not the data."""
+    fractions = [float(row.get("mix_fraction") or 0.0) for row in history]
+    share = sum(fractions) / len(fractions) if fractions else 0.0
+    if share <= 0.0:
+        return "train"
+    if share >= 0.995:
+        return "train (mixed batches)"
+    return f"train ({100 * share:.0f} % of batches mixed)"
+
+
+def _curve_panels(
+    history: list[dict[str, Any]],
+) -> list[tuple[str, list[tuple[str, str, str]], float]]:
+    """(y label, [(column, legend label, colour)], scale) of each panel to draw."""
+    train = (train_label(history), figures.BLUE)
+    val, test = ("validation", figures.ORANGE), ("test (analysis only)", figures.GREY)
+    panels = [
+        ("loss", [("train_loss", *train), ("val_loss", *val)], 1.0),
+        ("accuracy (%)", [("train_acc", *train), ("val_acc", *val), ("test_acc", *test)], 100.0),
+        ("validation ECE (%)", [("val_ece", *val)], 100.0),
+    ]
+    schedule = [s for s in SCHEDULE_SERIES if varies(_series(history, s[0]))]
+    if schedule:
+        name = " / ".join(short for *_, short in schedule)
+        panels.append((name, [(key, label, color) for key, label, color, _ in schedule], 1.0))
+    return panels
 
 
 def plot_curves(
     path: Path | BinaryIO, history: list[dict[str, Any]], best_epoch: int | None
 ) -> bool:
-    """Loss, accuracy and validation ECE per epoch; False (nothing written) without history."""
+    """Loss, accuracy and validation ECE per epoch, and γ / λ / margin where they vary;
+    False (nothing written) without history."""
     if not history:
         return False
-    epochs = np.array([row["epoch"] for row in history], dtype=float)
-
-    def series(key: str) -> np.ndarray | None:
-        values = [row.get(key) for row in history]
-        if all(v is None for v in values):
-            return None
-        return np.array([np.nan if v is None else float(v) for v in values])
-
-    style = {
-        "train": ("train", figures.BLUE),
-        "val": ("validation", figures.ORANGE),
-        "test": ("test (analysis only)", figures.GREY),
-    }
-    panels = (
-        ("loss", (("train_loss", "train"), ("val_loss", "val")), 1),
-        ("accuracy (%)", (("train_acc", "train"), ("val_acc", "val"), ("test_acc", "test")), 100),
-        ("validation ECE (%)", (("val_ece", "val"),), 100),
-    )
     from matplotlib.ticker import MaxNLocator
 
+    epochs = np.array([row["epoch"] for row in history], dtype=float)
+    panels = _curve_panels(history)
     # Stacked on one epoch axis: one row of x tick labels instead of three (text is what
     # costs most to draw), and the epochs line up across the panels.
-    fig = figures.new_figure(7.5, 6.4)
-    axes = fig.subplots(3, 1, sharex=True)
+    height = 1.9 * len(panels) + 1.0
+    fig = figures.new_figure(7.5, height)
+    axes = fig.subplots(len(panels), 1, sharex=True)
     marker = "o" if len(epochs) <= 40 else None
     for ax, (name, lines, scale) in zip(axes, panels):
-        for key, who in lines:
-            values = series(key)
+        for key, label, color in lines:
+            values = _series(history, key)
             if values is not None:
-                label, color = style[who]
                 ax.plot(
                     epochs, scale * values, color=color, marker=marker, markersize=3, label=label
                 )
@@ -201,7 +247,10 @@ def plot_curves(
         ax.yaxis.set_major_locator(MaxNLocator(4))
     axes[-1].xaxis.set_major_locator(MaxNLocator(8, integer=True))
     axes[-1].set_xlabel("epoch")
-    _curves_legend_and_title(fig, axes, history, best_epoch)
-    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.08, top=0.9, hspace=0.08)
+    above = _curves_legend_and_title(fig, axes, history, best_epoch)
+    # margins in inches (title and legend, the epoch label), as fractions of the height
+    fig.subplots_adjust(
+        left=0.11, right=0.98, bottom=0.5 / height, top=1 - above / height, hspace=0.08
+    )
     figures.save(fig, path)
     return True

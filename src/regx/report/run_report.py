@@ -153,6 +153,8 @@ def split_section(
 
 
 def header_lines(summary: dict[str, Any], choices: dict[str, Any], title: str | None) -> list[str]:
+    """The title, the config line, and how the test set was shifted (summary.json `shift`:
+    the settings of its mode, and for subpop the realized move of the score)."""
     ds = summary.get("dataset") or {}
     lines = [
         f"# {title or 'Run report'}: {ds.get('name', '?')}",
@@ -160,6 +162,23 @@ def header_lines(summary: dict[str, Any], choices: dict[str, Any], title: str | 
         config_line(summary, choices),
         "",
     ]
+    shift = summary.get("shift") or {}
+    mode = shift.get("mode") or ds.get("test_shift") or "none"
+    settings = {"prior": ("strength",), "corrupt": ("kind", "severity")}
+    settings["subpop"] = ("score", "tilt", "keep")
+    shown = [
+        f"shift.{k}={shift[k]:g}" if isinstance(shift[k], float) else f"shift.{k}={shift[k]}"
+        for k in settings.get(mode, ())
+        if k in shift
+    ]
+    moved = ""
+    if mode == "subpop" and {"z_test_before", "z_test_after"} <= set(shift):
+        moved = (
+            f"; mean standardized score of the test images {shift['z_test_before']:.2f} → "
+            f"{shift['z_test_after']:.2f}, {shift.get('test_size_before')} → "
+            f"{shift.get('test_size_after')} images"
+        )
+    shift_text = f"`{mode}`" + (f" ({', '.join(shown)}{moved})" if shown else "")
     evaluation = summary.get("evaluation")
     if evaluation:
         changed = " ".join(evaluation.get("overrides") or []) or "none (as trained)"
@@ -167,9 +186,11 @@ def header_lines(summary: dict[str, Any], choices: dict[str, Any], title: str | 
             f"Evaluation of `{evaluation.get('checkpoint')}` (epoch "
             f"{evaluation.get('checkpoint_epoch')}) of the run `{evaluation.get('run_dir')}` "
             f"({evaluation.get('run_status')}); overrides: `{changed}`; test shift: "
-            f"`{ds.get('test_shift', 'none')}`. The validation set is the run's own.",
+            f"{shift_text}. The validation set is the run's own.",
             "",
         ]
+    elif mode != "none":
+        lines += [f"Test set shifted: {shift_text}; validation and training are not.", ""]
     return lines
 
 

@@ -21,6 +21,25 @@ SERIES = (
 )
 
 
+def split_title(info: dict[str, Any]) -> str:
+    """`Adversarial validation (mode, discriminator)` over `AUC …` and, where the validation set
+    is drawn or weighted by the importance weights w (resample, weight), their effective
+    sample size and largest value; topk takes the most test-like images unweighted."""
+    keys = [("auc", "AUC")]
+    if info.get("mode") != "topk":
+        keys += [("ess", "ESS"), ("weight_max", "w max")]
+    parts = [
+        f"{name} {info[key]:.3g}" for key, name in keys if isinstance(info.get(key), (int, float))
+    ]
+    how = ", ".join(str(info[k]) for k in ("mode", "discriminator") if info.get(k))
+    # two lines: the numbers stay inside the figure's width
+    return (
+        "Adversarial validation"
+        + (f" ({how})" if how else "")
+        + ("\n" + ", ".join(parts) if parts else "")
+    )
+
+
 def plot_split(path: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
     """Write the histogram of D(x) for train vs test (and validation) images to `path`."""
     import matplotlib
@@ -48,12 +67,7 @@ def plot_split(path: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) 
     ax.set_xlim(0, 1)
     ax.set_xlabel("discriminator D(x) = P(test | x), out of fold")
     ax.set_ylabel("density")
-    parts = [
-        f"{name} {info[key]:.3g}"
-        for key, name in (("auc", "AUC"), ("ess", "ESS"), ("weight_max", "w max"))
-        if isinstance(info.get(key), (int, float))
-    ]
-    ax.set_title("Adversarial validation" + (": " + ", ".join(parts) if parts else ""))
+    ax.set_title(split_title(info), fontsize=10)
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path)

@@ -24,10 +24,12 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regx.errors import UserError
 from regx.report.between import SWEEP_COLUMNS as BETWEEN_COLUMNS
 from regx.report.grouping import Group, filter_runs, group_runs, show_value, sort_groups
 from regx.report.runs import RunRecord, find_run_dirs, flatten, read_run
@@ -96,36 +98,102 @@ def table_rows(groups: list[Group]) -> tuple[list[str], list[list[str]], int]:
     return header, rows, len(label_keys)
 
 
-def print_table(groups: list[Group], runs: list[RunRecord], title: str) -> None:
+def terminal_width() -> int | None:
+    """The width the table must fit: `COLUMNS` when set (also in a pipe), else the
+    terminal's; None when printing to a pipe or a log file (no limit: no number is cut)."""
+    from rich.console import Console
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    console = Console()
+    return console.width if console.is_terminal else None
+
+
+def _widths(header: list[str], rows: list[list[str]]) -> list[int]:
+    return [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(header)]
+
+
+def _table_width(widths: list[int]) -> int:
+    """Characters a rich table with box borders needs for columns of these widths."""
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def terminal_rows(groups: list[Group], width: int | None) -> tuple[list[str], list[list[str]], int]:
+    """table_rows with the group number first (`#`: the numbers of report.md's group list
+    and of compare.png's points) and `n` last of the leading columns, returned with their
+    count; when that is wider than `width`, the label columns fold into one `config` column
+    of `key=value` pairs (absent keys left out)."""
+    header, rows, n_labels = table_rows(groups)
+    header = ["#", *header]
+    rows = [[str(g.index + 1), *row] for g, row in zip(groups, rows)]
+    if width is None or _table_width(_widths(header, rows)) <= width or n_labels < 2:
+        return header, rows, n_labels + 2
+    folded = []
+    for g, row in zip(groups, rows):
+        pairs = " ".join(f"{k}={v}" for k, v in g.label.items() if v != "—")
+        folded.append([row[0], pairs or "all runs", *row[1 + n_labels :]])
+    return ["#", "config", *header[1 + n_labels :]], folded, 3
+
+
+def column_parts(widths: list[int], n_lead: int, width: int | None) -> list[list[int]]:
+    """The columns after the `n_lead` leading ones, in consecutive parts that each fit
+    `width` next to the leading columns (one part when everything fits or there is no
+    limit): a narrow terminal gets stacked tables rather than numbers broken over lines."""
+    rest = list(range(n_lead, len(widths)))
+    if width is None or _table_width(widths) <= width:
+        return [rest]
+    room = width - _table_width(widths[:n_lead])
+    parts: list[list[int]] = [[]]
+    for i in rest:
+        if parts[-1] and sum(widths[j] + 3 for j in parts[-1]) + widths[i] + 3 > room:
+            parts.append([])
+        parts[-1].append(i)
+    return parts
+
+
+def print_table(
+    groups: list[Group], runs: list[RunRecord], title: str, unreadable: list[RunRecord] = ()
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    header, rows, n_labels = table_rows(groups)
-    table = Table(
-        title=title,
-        title_justify="left",
-        caption="mean ± std over seeds (sample std, n − 1)",
-        caption_justify="left",
-    )
-    for i, name in enumerate(header):
-        numeric = n_labels <= i < n_labels + 1 + len(report_columns(groups))
-        table.add_column(
-            name, justify="right" if numeric else "left", style=None if numeric else "bold"
+    width = terminal_width()
+    header, rows, n_lead = terminal_rows(groups, width)
+    widths = _widths(header, rows)
+    console = Console(width=width or _table_width(widths) + 4)
+    parts = column_parts(widths, n_lead, width)
+    for k, part in enumerate(parts):
+        last = k == len(parts) - 1
+        table = Table(
+            title=title if k == 0 else None,
+            title_justify="left",
+            caption="mean ± std over seeds (sample std, n − 1); #: the group's number in "
+            "report.md and compare.png; —: no value"
+            if last
+            else None,
+            caption_justify="left",
         )
-    for row in rows:
-        table.add_row(*row)
-    # In a terminal rich fits the table to the window; in a pipe or a log file it gets the
-    # width it needs, so no number is ever cut short.
-    widths = [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(header)]
-    console = Console(
-        width=None if Console().is_terminal else max(100, sum(widths) + 3 * len(widths) + 4)
-    )
-    console.print(table)
+        columns = [*range(n_lead), *part]
+        for i in columns:
+            label = 0 < i < n_lead - 1  # the label (or config) columns; the rest are numbers
+            table.add_column(
+                header[i],
+                justify="left" if label or header[i] == "not finished" else "right",
+                style="bold" if label else None,
+                no_wrap=not label,  # numbers are never broken over lines
+                overflow="fold",
+            )
+        for row in rows:
+            table.add_row(*(row[i] for i in columns))
+        console.print(table)
     bad = [r for r in runs if not r.finished]
     if bad:
         console.print(f"{len(bad)} run(s) not finished:", style="yellow")
         for r in bad:
             console.print(f"  {r.path}  {r.status}: {r.message}", highlight=False, markup=False)
+    for r in unreadable:
+        console.print(f"unreadable: {r.path}: {r.message}", highlight=False, markup=False)
 
 
 def _csv_value(value: Any) -> Any:
@@ -144,7 +212,7 @@ def write_runs_csv(path: Path, runs: list[RunRecord], root: Path) -> None:
             "run": _relative(r.path, root),
             "status": r.status,
             "message": r.message,
-            "group": r.group + 1,
+            "group": r.group + 1 if r.group >= 0 else "",
         }
         row.update({f"label.{k}": v for k, v in r.label.items()})
         row["seed"] = r.seed
@@ -169,7 +237,12 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def markdown_report(
-    groups: list[Group], runs: list[RunRecord], paths: list[Path], has_plot: bool, sort: str | None
+    groups: list[Group],
+    runs: list[RunRecord],
+    paths: list[Path],
+    has_plot: bool,
+    sort: str | None,
+    unreadable: list[RunRecord] = (),
 ) -> str:
     header, rows, n_labels = table_rows(groups)
     aligns = [
@@ -180,8 +253,11 @@ def markdown_report(
         "# Sweep report",
         "",
         f"Runs under {', '.join(f'`{p}`' for p in paths)}: {len(runs)} found, {finished} finished, "
-        f"{len(runs) - finished} not finished; {len(groups)} group(s) of runs that differ only "
-        "by seed" + (f"; sorted by {sort}" if sort else "") + ".",
+        f"{len(runs) - finished} not finished"
+        + (f", {len(unreadable)} unreadable" if unreadable else "")
+        + f"; {len(groups)} group(s) of runs that differ only by seed"
+        + (f"; sorted by {sort}" if sort else "")
+        + ".",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(aligns) + "|",
@@ -211,7 +287,35 @@ def markdown_report(
             f"| `{r.path}` | {r.group + 1} | {r.status} | {r.message.replace('|', '/')} |"
             for r in bad
         ]
+    if unreadable:
+        lines += ["", "## Unreadable runs", ""]
+        lines += [f"- unreadable: `{r.path}`: {r.message}" for r in unreadable]
     return "\n".join(lines) + "\n"
+
+
+def _unwritable(out: Path, e: OSError) -> str:
+    return (
+        f"--out {out}: cannot write the report there ({e.strerror or e}"
+        + (f": {e.filename}" if e.filename and str(e.filename) != str(out) else "")
+        + "); pass --out a folder you can write"
+    )
+
+
+def check_report_folder(out: Path) -> None:
+    """`out` can take report.md, runs.csv, …: a folder (created if missing) that is not a
+    run's own (whose report.md the sweep report would replace) and that can be written."""
+    if (out / ".hydra" / "config.yaml").is_file():
+        raise UserError(
+            f"--out {out} is a run directory; the report would replace its report.md: "
+            "pass --out another folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".regx-report-{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(_unwritable(out, e)) from None
 
 
 def sweep_report(
@@ -229,25 +333,36 @@ def sweep_report(
     `html`: also report.html, the same report as one self-contained page linked to the
     runs' own pages (regx.report.html_sweep)."""
     paths = [Path(p) for p in paths]
-    runs = [read_run(d) for d in find_run_dirs(paths)]
+    records = [read_run(d) for d in find_run_dirs(paths)]
+    # a damaged run folder is listed with why, never stops the report of the others
+    unreadable = [r for r in records if r.status == "unreadable"]
+    runs = [r for r in records if r.status != "unreadable"]
+    if not runs:
+        shown = "; ".join(f"unreadable: {r.path}: {r.message}" for r in unreadable[:3])
+        raise UserError(f"no readable regx runs under {' '.join(map(str, paths))}: {shown}")
     runs = filter_runs(runs, list(where or []))
     groups = sort_groups(group_runs(runs), sort, descending, runs)
     if out is None:
         single = len(paths) == 1 and not (paths[0] / ".hydra" / "config.yaml").is_file()
         out = paths[0] if single else Path("regx-report")
-    out.mkdir(parents=True, exist_ok=True)
-    has_plot = plot and plot_compare(out / "compare.png", groups)
-    text = markdown_report(groups, runs, paths, has_plot, sort)
-    (out / "report.md").write_text(text)
-    write_runs_csv(out / "runs.csv", runs, out)
-    if html:  # the markdown package loads only for this
-        from regx.report.html_sweep import write_sweep_html
+    check_report_folder(out)
+    try:
+        has_plot = plot and plot_compare(out / "compare.png", groups)
+        text = markdown_report(groups, runs, paths, has_plot, sort, unreadable)
+        (out / "report.md").write_text(text)
+        write_runs_csv(out / "runs.csv", [*runs, *unreadable], out)
+        if html:  # the markdown package loads only for this
+            from regx.report.html_sweep import write_sweep_html
 
-        write_sweep_html(out / "report.html", text, table_rows(groups), groups, runs, TABLE_COLUMNS)
+            write_sweep_html(
+                out / "report.html", text, table_rows(groups), groups, runs, TABLE_COLUMNS
+            )
+    except OSError as e:
+        raise UserError(_unwritable(out, e)) from None
     if echo:
         finished = sum(r.finished for r in runs)
         title = f"{len(runs)} runs ({finished} finished) in {len(groups)} group(s): {', '.join(map(str, paths))}"
-        print_table(groups, runs, title)
+        print_table(groups, runs, title, unreadable)
         extra = (", compare.png" if has_plot else "") + (", report.html" if html else "")
         print(f"report: {out / 'report.md'}  (runs.csv{extra})")
     return out

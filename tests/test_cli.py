@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,9 +78,12 @@ def test_hydra_flags_pass_through(cli, tmp_path):
 
 def test_config_errors_are_one_line_exit_2(cli):
     for args, expected in [
-        (["loss.nope=1"], "Could not override 'loss.nope'"),
+        (["loss.nope=1"], "loss.nope=1: unknown key; loss=ce takes no keys"),
         (["trainer.epochs=-1"], "trainer.epochs=-1: must be in [1, inf)"),
-        (["dataset=nope"], "Available options in 'dataset': cifar10, cifar100, digits"),
+        (
+            ["dataset=nope"],
+            "dataset=nope: no such option; options of dataset: cifar10, cifar100, digits",
+        ),
     ]:
         result = cli("train", *args)
         assert result.returncode == 2, (args, result.stderr)
@@ -95,3 +99,126 @@ def test_offline_torchvision_dataset_fails_in_one_line(cli, tmp_path):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cifar-10-batches-py" in lines[0], result.stderr
+
+
+# -- discoverability: --version, completion, regx list ---------------------------------------
+def test_version_is_the_package_version_and_imports_no_torch():
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from regx.cli import app\n"
+        "out = CliRunner().invoke(app, ['--version'])\n"
+        "print(out.exit_code, repr(out.output), 'torch' in sys.modules, 'hydra' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"0 'regx {version}\\n' False False"
+
+
+def test_shell_completion_completes_the_commands(tmp_path):
+    # what `regx --install-completion` installs: the shell calls the `regx` script this way
+    script = Path(sys.executable).parent / "regx"
+    env = {"_REGX_COMPLETE": "complete_bash", "COMP_WORDS": "regx re", "COMP_CWORD": "1"}
+    result = subprocess.run(
+        [str(script)], env={**os.environ, **env}, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0 and result.stdout.split() == ["report"]
+
+
+def _table_rows(text: str, key_prefix: str) -> dict[str, list[str]]:
+    """The rows of rich tables in `text` whose first cell starts with `key_prefix`."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if line.startswith("│") and cells[0].startswith(key_prefix):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_list_group_shows_each_parameter_with_type_default_and_comment(capsys, monkeypatch):
+    import typing
+
+    from regx.config.catalog import print_catalog
+    from regx.losses.gamma_ce import GammaCrossEntropy
+
+    monkeypatch.setenv("COLUMNS", "250")  # one line per row
+    assert print_catalog("loss") == 0
+    text = capsys.readouterr().out
+    rows = _table_rows(text, "loss.")
+    # the YAML's trailing comments, read here on their own
+    yaml_lines = (Path(__file__).parent.parent / "conf/loss/gamma_ce.yaml").read_text()
+    comment = {
+        ln.split(":")[0]: ln.split("#", 1)[1].strip() for ln in yaml_lines.splitlines() if "#" in ln
+    }
+    assert rows["loss.gamma"] == ["a number", "0.1", comment["gamma"]]
+    schedules = typing.get_args(typing.get_type_hints(GammaCrossEntropy.__init__)["schedule"])
+    assert rows["loss.schedule"][:2] == ["one of " + ", ".join(schedules), "constant"]
+    assert rows["loss.gamma_end"][:2] == ["a number or null", "null"]
+    assert rows["loss.epsilon"][:2] == ["a number", "0.1"]  # label_smoothing
+    # each option: its class, then the first sentence of the class's (or module's) docstring
+    lines = text.splitlines()
+    head = lines.index("loss=gamma_ce  (GammaCrossEntropy)")
+    assert lines[head + 1].startswith("γ-cross-entropy")
+    assert "loss=ce  (CrossEntropy)" in lines and "(no parameters)" in text
+
+
+def test_list_reads_settings_classes_and_nested_tracker_nodes(capsys, monkeypatch):
+    from regx.config.catalog import print_catalog
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert print_catalog("trainer") == 0
+    rows = _table_rows(capsys.readouterr().out, "trainer.")
+    # trainer has no _target_: its types and comments come from TrainerSettings
+    assert rows["trainer.optimizer.momentum"] == ["a number", "0.9", "SGD momentum; AdamW's beta1"]
+    assert rows["trainer.threads"] == ["an integer or null", "null", "null: all cores"]
+    assert rows["trainer.scheduler.milestones"][:2] == ["a list of numbers", "[0.5, 0.75]"]
+    assert print_catalog("logger") == 0
+    rows = _table_rows(capsys.readouterr().out, "logger.")
+    assert rows["logger.mlflow.store_dir"][:2] == ["a string", "${out_dir}"]
+    assert rows["logger.mlflow.tracking_uri"][:2] == ["a string or null", "null"]
+
+
+def test_list_overview_imports_no_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from regx.cli import app\n"
+        "out = CliRunner(env={'COLUMNS': '250'}).invoke(app, ['list'])\n"
+        "assert out.exit_code == 0, out.output\n"
+        "print('torch' in sys.modules)\n"
+        "print(out.output)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, _, listing = out.stdout.partition("\n")
+    assert first == "False"
+    rows = _table_rows(listing, "gamma_ce")
+    assert rows["gamma_ce"][0] == "GammaCrossEntropy"
+    assert rows["gamma_ce"][1].startswith("γ-cross-entropy: L = −log(γ + (1−γ)·p_y) / (1−γ)")
+
+
+def test_list_unknown_group_names_the_closest(cli):
+    result = cli("list", "los")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no config group 'los'; did you mean loss? groups: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_yaml_comments_describe_keys():
+    from regx.config.catalog import header_comment, yaml_comments
+
+    text = (
+        "# @package _global_\n"
+        "# The file. Its second sentence.\n"
+        "top: 1\n"
+        "node:\n"
+        "  # Above the key. More.\n"
+        "  inner: 2\n"
+        "  tagged: 'a # b'   # after the value\n"
+        "\n"
+        "plain: 3\n"
+    )
+    assert header_comment(text) == "The file."
+    assert yaml_comments(text) == {"node.inner": "Above the key.", "node.tagged": "after the value"}

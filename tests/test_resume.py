@@ -7,6 +7,7 @@ predictions.npz bytes).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -151,6 +152,15 @@ def test_same_seed_same_numbers_other_seed_other_numbers(
     assert metric_fields(read_summary(other))["test"] != metric_fields(summary)["test"]
 
 
+def _interrupted_copy(finished_run: Path, run_dir: Path) -> None:
+    """A copy of the finished run that says it was interrupted (a finished run is never
+    trained into again, regx.app.run_dirs): its last.pt is the one to resume from."""
+    shutil.copytree(finished_run, run_dir)
+    summary = read_summary(run_dir)
+    summary["status"] = "interrupted"
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
 def _snapshot(run_dir: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(run_dir)): p.read_bytes()
@@ -163,7 +173,7 @@ def test_resume_with_another_config_is_refused_and_changes_nothing(
     tmp_path: Path, finished_run: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    shutil.copytree(finished_run, run_dir)
+    _interrupted_copy(finished_run, run_dir)
     before = _snapshot(run_dir)
     code, _, err = hydra_in_process(
         [
@@ -192,21 +202,20 @@ def test_resume_with_another_config_is_refused_and_changes_nothing(
 def test_resume_by_path_accepts_settings_that_change_no_number(
     tmp_path: Path, finished_run: Path
 ) -> None:
-    """`regx train --resume DIR trainer.eval_batch_size=100`: nothing left to train, the
-    final evaluation runs again and gives the same figures."""
+    """`regx train --resume DIR trainer.eval_batch_size=100` on an interrupted run whose
+    last epoch is done: nothing left to train, the final evaluation gives the same figures."""
     from regx.app.hydra_task import run_hydra
 
     run_dir = tmp_path / "run"
-    shutil.copytree(finished_run, run_dir)
-    before = read_summary(run_dir)
+    _interrupted_copy(finished_run, run_dir)
     code = run_hydra(["trainer.eval_batch_size=100", *FAST], resume=run_dir)
     assert code == 0
-    assert metric_fields(read_summary(run_dir)) == metric_fields(before)
+    assert metric_fields(read_summary(run_dir)) == metric_fields(read_summary(finished_run))
 
 
 def test_unreadable_checkpoint_is_named_and_kept(tmp_path: Path, finished_run: Path) -> None:
     run_dir = tmp_path / "run"
-    shutil.copytree(finished_run, run_dir)
+    _interrupted_copy(finished_run, run_dir)
     last_pt = run_dir / "checkpoints" / "last.pt"
     last_pt.write_bytes(b"half a checkpoint")
     code, _, err = hydra_in_process(
@@ -217,7 +226,7 @@ def test_unreadable_checkpoint_is_named_and_kept(tmp_path: Path, finished_run: P
     assert line.startswith(f"error: checkpoint {last_pt} is unreadable (")
     assert line.endswith("delete it to start the run over, or pass trainer.resume=never")
     assert last_pt.read_bytes() == b"half a checkpoint"
-    assert read_summary(run_dir)["status"] == "finished"
+    assert read_summary(run_dir)["status"] == "interrupted"
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temp_file(tmp_path: Path) -> None:

@@ -15,12 +15,35 @@ app = typer.Typer(
     "Compose dataset × model × mixing augmentation × loss × validation split from config "
     "groups, e.g.  regx train +aug=mixup loss=gamma_ce",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     # plain click help: typer's rich help imports rich.markdown, markdown-it and pygments,
     # which more than doubles the time `regx --help` and `regx train --help` take
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from regx import __version__  # the package's __init__: no torch
+
+        typer.echo(f"regx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print regx's version and exit.",
+    ),
+) -> None:
+    # the options of `regx` itself, before any command; --version acts in its callback
+    del version
+
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -100,6 +123,11 @@ def report(
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    except OSError as e:  # writing into --out failed after the checks
+        from regx.app.run_dirs import os_error_line
+
+        typer.echo(f"error: {os_error_line(e, 'the report')}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -130,13 +158,20 @@ def evaluate(
     try:
         with command_body():
             from regx.app.evaluate import evaluate as evaluate_run
+            from regx.app.run_dirs import check_run_files
             from regx.engine.robustness import RobustnessRequest
 
+            check_run_files(run_dir)
             extra = RobustnessRequest(corruptions, severities, attack, eps, steps, retrieval)
             out, summary = evaluate_run(run_dir, list(ctx.args), robustness=extra)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
+    except OSError as e:  # e.g. RUN_DIR/eval cannot be created (a file, a read-only disk)
+        from regx.app.run_dirs import os_error_line
+
+        typer.echo(f"error: {os_error_line(e, 'the evaluation')}", err=True)
+        raise typer.Exit(1) from None
     test, ts = summary.get("test", {}), summary.get("test_ts", {})
     typer.echo(
         f"test acc {100 * test.get('acc', float('nan')):.2f}%  ECE {100 * test.get('ece', float('nan')):.2f}%"

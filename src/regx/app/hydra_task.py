@@ -1,34 +1,33 @@
 """The Hydra application behind `regx train`.
 
 `run_hydra(args)` calls a `@hydra.main` app with `args` as its command line, so every Hydra
-flag (-m, --cfg, -c, --info, hydra.* overrides) behaves exactly as in Hydra. Two things
-are added around it:
+flag (-m, --cfg, -c, --info, hydra.* overrides) behaves exactly as in Hydra. Added around it:
 
-- errors Hydra reports before the job starts (an unknown key, a missing option) are
-  condensed to one line and exit with code 2 (full text with REGX_DEBUG=1 or
-  HYDRA_FULL_ERROR=1);
+- errors Hydra reports before the job starts (an unknown key, a missing option, a folder
+  that cannot be created) are one line with the fix, exit code 2 (regx.app.hydra_errors;
+  the full text with REGX_DEBUG=1 or HYDRA_FULL_ERROR=1);
 - errors a user can cause during a job end in one line and a non-zero exit in a single
-  run; in a multirun the job records `status: failed` and the sweep goes on.
+  run; in a multirun the job records `status: failed` and the sweep goes on;
+- what a job may do to its run dir (regx.app.run_dirs): a finished run is never
+  overwritten, one process per run dir (regx.app.run_lock), a single run that fails
+  before training leaves no run dir, and a sweep worker whose launcher died stops.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import math
 import os
-import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from regx.config import register_resolvers
-from regx.engine.signals import interrupt_exit
+from regx.engine.signals import interrupt_exit, leave_now
 from regx.errors import RunInterrupted, UserError
-
-log = logging.getLogger("regx")
 
 # Here, not in `run_hydra`: a joblib worker imports this module to unpickle `task`, and
 # resolves the job's hydra.sweep.dir (which uses regx's resolvers) before calling it.
@@ -36,7 +35,10 @@ register_resolvers()
 
 
 def debug_mode() -> bool:
-    return bool(os.environ.get("REGX_DEBUG")) or bool(os.environ.get("HYDRA_FULL_ERROR"))
+    """REGX_DEBUG or HYDRA_FULL_ERROR set to anything but 0: tracebacks are shown."""
+    return any(
+        os.environ.get(name, "") not in ("", "0") for name in ("REGX_DEBUG", "HYDRA_FULL_ERROR")
+    )
 
 
 class StderrGate(io.TextIOBase):
@@ -66,38 +68,6 @@ class StderrGate(io.TextIOBase):
         return self.real.fileno()
 
 
-def _condense(text: str) -> str:
-    """Hydra's multi-line message as one line (tracebacks reduced to their last line)."""
-    skip = (
-        "Set the environment variable HYDRA_FULL_ERROR",
-        "full_key:",
-        "object_type=",
-        "reference_type=",
-    )
-    # the hint is dropped first: after a traceback it is the last line, not the error
-    lines = [
-        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(skip[0])
-    ]
-    if any(ln.startswith("Traceback") for ln in lines):
-        lines = lines[-1:]
-    if "Config search path:" in lines:  # the search path helps Hydra developers, not users
-        lines = lines[: lines.index("Config search path:")]
-    out = ""
-    listing = False  # inside "Available options in 'group':" — join the options with commas
-    for ln in lines:
-        if ln.startswith(skip):
-            continue
-        if listing and " " not in ln:
-            out += ("" if out.endswith(":") else ",") + " " + ln
-            continue
-        listing = ln.startswith("Available options")
-        if out and not out.endswith((".", ":", ";")):
-            out += ";"
-        out += (" " if out else "") + ln
-    # Hydra 1.4 prefixes a bad override's error with the whole command line; the error names it
-    return re.sub(r"^Error when parsing index: \d+, string: .* out of \[.*\]\. ", "", out)
-
-
 def _job_started() -> None:
     if isinstance(sys.stderr, StderrGate):
         sys.stderr.release()
@@ -120,42 +90,44 @@ def task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from regx.app.run_lock import orphaned, watch_launcher
+
     _job_started()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    overrides = list(hc.overrides.task)
     try:
-        from regx.app.sweeps import finished_run
-        from regx.config.build import build_spec
-        from regx.engine.run import train
-
-        done = finished_run(cfg, run_dir)  # sweep.skip_done=true and this job finished before
-        if done is not None:
-            print(f"skipped, finished before: {run_dir}", flush=True)
-            return _objective(cfg, done)
-        spec = build_spec(cfg, overrides)
-        from regx.app.pruning import build_pruning_hook
-
-        pruning = build_pruning_hook(cfg)  # a search trial: report the objective per epoch
-        if pruning is not None:
-            spec.hooks.append(pruning)
-        from regx.report.preload import preload_in_background
-
-        preload_in_background()  # matplotlib loads while the run trains; its report needs it
-        summary = train(spec, run_dir)
-    except UserError as e:
-        if debug_mode():
-            raise
-        _record_failure(run_dir, e)
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        # a signal stops the whole sweep; any other failure only this job
-        if multirun and not isinstance(e, RunInterrupted):
+        if watch_launcher():  # a sweep worker whose launcher died: start nothing
+            _leave_run_dir(cfg, None, UserError("the sweep's launcher died"), multirun=False)
             return math.nan
-        sys.exit(e.exit_code)
+        return _run_job(cfg, run_dir, multirun, list(hc.overrides.task))
+    finally:
+        if orphaned():  # the job stopped (its checkpoint saved): end the worker too
+            leave_now(128 + signal.SIGTERM)
+
+
+def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str]) -> Any:
+    from regx.app.run_dirs import JobGuard
     from regx.engine.distributed import is_main_process
 
-    if not is_main_process():
+    guard = None
+    try:
+        guard = JobGuard.open(run_dir, locking=is_main_process())
+        summary, skipped = _train(cfg, guard, multirun, overrides)
+    except (UserError, OSError) as e:
+        if debug_mode():
+            raise
+        error = e if isinstance(e, UserError) else UserError(_os_error_message(e, guard, run_dir))
+        _leave_run_dir(cfg, guard, error, multirun)
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        # a signal stops the whole sweep; any other failure only this job
+        if multirun and not isinstance(error, RunInterrupted):
+            return math.nan
+        sys.exit(error.exit_code)
+    finally:
+        if guard is not None:
+            guard.close()
+    if skipped or not is_main_process():
         return _objective(cfg, summary)  # under torchrun, rank 0 reports
     test = summary.get("test", {})
     print(
@@ -167,39 +139,121 @@ def task(cfg: DictConfig) -> float:
     return _objective(cfg, summary)
 
 
-def _record_failure(run_dir: Path, error: UserError) -> None:
-    """Leave a summary.json saying why, unless the engine already wrote one."""
+def _train(cfg: DictConfig, guard: Any, multirun: bool, overrides: list[str]) -> tuple[dict, bool]:
+    """Train the job in `guard.run_dir`: (summary, whether a finished run was reused)."""
+    from regx.app import run_dirs
+    from regx.app.sweeps import finished_run
+    from regx.config.build import build_spec
     from regx.engine.distributed import is_main_process
-    from regx.engine.outputs import read_json, write_json
+    from regx.engine.run import train
 
-    if getattr(error, "keeps_run_files", False):
-        return  # e.g. a refused resume: the run dir stays as the run left it
+    run_dir = guard.run_dir
+    done = finished_run(cfg, run_dir)  # sweep.skip_done=true and this job finished before
+    if done is not None:
+        run_dirs.restore_hydra_files(run_dir)
+        print(f"skipped, finished before: {run_dir}", flush=True)
+        return done, True
+    if run_dirs.is_finished(run_dir):
+        how = "sweep" if multirun else "run"
+        raise run_dirs.FinishedRunError(run_dirs.finished_message(run_dir, how))
+    if is_main_process():  # under torchrun, rank 0 writes the run's files
+        run_dirs.keep_hydra_files(run_dir)
+    spec = build_spec(cfg, overrides)
+    from regx.app.pruning import build_pruning_hook
+
+    pruning = build_pruning_hook(cfg)  # a search trial: report the objective per epoch
+    if pruning is not None:
+        spec.hooks.append(pruning)
+    from regx.report.preload import preload_in_background
+
+    preload_in_background()  # matplotlib loads while the run trains; its report needs it
+    return train(spec, run_dir), False
+
+
+def _os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
+    where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+    then = (
+        f"then continue with: regx train --resume {run_dir}"
+        if guard is not None and guard.training_started()
+        else "then run the command again"
+    )
+    return (
+        f"{e.strerror or e} ({type(e).__name__}): {where}; fix the cause (disk space, "
+        f"permissions, a folder where a file belongs), {then}"
+    )
+
+
+def _leave_run_dir(cfg: DictConfig, guard: Any, error: UserError, multirun: bool) -> None:
+    """After a failed job: a failure record, the run's own .hydra/ files back, or (a single
+    run that never trained) no run dir at all; see regx.app.run_dirs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from regx.app import run_dirs
+    from regx.engine.distributed import is_main_process
+
     if not is_main_process():
         return  # under torchrun, rank 0 writes the run's files
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    started = guard is not None and guard.training_started()
+    fresh = guard is not None and guard.fresh
+    if guard is not None:
+        guard.close()
+    if getattr(error, "keeps_run_files", False) or (not started and not fresh):
+        run_dirs.restore_hydra_files(run_dir)  # an existing run this job left alone
+    elif not started and not multirun:
+        run_dirs.remove_unstarted_run(run_dir, Path(str(cfg.get("out_dir") or ".")))
+    else:
+        _record_failure(run_dir, error)
+
+
+def _record_failure(run_dir: Path, error: UserError) -> None:
+    """Leave a summary.json saying why, unless the engine already wrote one."""
+    from regx.engine.outputs import read_json, write_json
+
     path = run_dir / "summary.json"
     try:
         if path.is_file() and read_json(path).get("status") not in (None, "running"):
             return
         write_json(path, {"status": "failed", "message": str(error)})
-    except OSError:
+    except (OSError, ValueError, AttributeError):
         pass  # the disk may be the problem; the one-line message still reaches the user
 
 
 def resume_args(run_dir: Path) -> list[str]:
     """The overrides that made `run_dir`, plus hydra.run.dir pointing back at it."""
+    import yaml
+
+    from regx.app.torchrun import quote_override_value
+
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     if not overrides_file.is_file():
         raise UserError(
             f"{run_dir} is not a regx run directory (no .hydra/overrides.yaml); "
             "pass the folder that holds the run's .hydra/"
         )
-    overrides = [str(o) for o in OmegaConf.load(overrides_file)]
-    return [*overrides, f"hydra.run.dir={run_dir}"]
+    try:
+        overrides = yaml.safe_load(overrides_file.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        reason = " ".join(str(getattr(e, "problem", None) or e).split()) or type(e).__name__
+        raise UserError(
+            f"{overrides_file} is unreadable ({reason}); it lists the overrides the run was "
+            "made with: put them back as a YAML list (e.g. - loss=gamma_ce), or train a new run"
+        ) from None
+    overrides = [] if overrides is None else overrides
+    if not isinstance(overrides, list) or not all(
+        isinstance(o, (str, int, float)) for o in overrides
+    ):
+        raise UserError(
+            f"{overrides_file} holds no list of overrides ({type(overrides).__name__}); "
+            "put them back as a YAML list (e.g. - loss=gamma_ce), or train a new run"
+        )
+    return [*(str(o) for o in overrides), f"hydra.run.dir={quote_override_value(str(run_dir))}"]
 
 
-def _exit_code(code: Any, gate: StderrGate) -> int:
+def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:
     """Hydra's exit status as an int; what it wrote before the job started, condensed to
     one line when it failed (an unknown key, a missing plugin)."""
+    from regx.app.hydra_errors import error_line
     from regx.app.sweeps import missing_plugin_message
 
     if code is None:
@@ -210,35 +264,43 @@ def _exit_code(code: Any, gate: StderrGate) -> int:
     held = gate.buffer_text.getvalue()
     if not gate.open and held.strip():
         if code:
-            print(f"error: {missing_plugin_message(held) or _condense(held)}", file=sys.stderr)
+            message = missing_plugin_message(held) or error_line(held, args)
+            print(f"error: {message}", file=sys.stderr)
             return 2
         sys.stderr.write(held)
     return code
+
+
+def _before_launch(args: list[str], resume: Path | None) -> list[str]:
+    """The command line Hydra gets; refuses (UserError) what must not start at all."""
+    from regx.app import run_dirs, torchrun
+
+    if resume is not None:
+        args = resume_args(resume) + args
+    run_dirs.check_before_launch(args, resume)
+    if resume is not None:
+        run_dirs.check_resume_config(resume)
+    # under torchrun: one run dir for all ranks, files and log lines from rank 0 only
+    return [*args, *torchrun.torchrun_overrides(args)]
 
 
 def run_hydra(args: list[str], resume: Path | None = None) -> int:
     """Run the Hydra app on `args`; returns the exit code."""
     import hydra
 
-    from regx.app import torchrun
+    from regx.app.run_lock import mark_launcher
     from regx.app.sweeps import prefer_regx_plugin_configs
     from regx.config import hydra_compat
     from regx.config.paths import config_dir
     from regx.engine import distributed
 
-    if resume is not None:
-        try:
-            args = resume_args(resume) + args
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
     try:
-        # under torchrun: one run dir for all ranks, files and log lines from rank 0 only
-        args = [*args, *torchrun.torchrun_overrides(args)]
+        args = _before_launch(args, resume)
         hydra_kwargs = hydra_compat.main_kwargs()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code if e.exit_code != 1 else 2
+    mark_launcher()  # a sweep's worker processes watch this process (regx.app.run_lock)
     main = hydra.main(config_path=str(config_dir()), config_name="config", **hydra_kwargs)(task)
     saved_argv, saved_stderr = sys.argv, sys.stderr
     gate = StderrGate(saved_stderr)
@@ -267,4 +329,4 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         sys.argv, sys.stderr = saved_argv, saved_stderr
         if distributed.launched_by_torchrun():
             distributed.shutdown()
-    return _exit_code(code, gate)
+    return _exit_code(code, gate, args)

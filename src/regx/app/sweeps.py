@@ -106,8 +106,8 @@ def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         summary = read_json(path)
     except (OSError, ValueError):
         return None  # half-written or unreadable: the job did not finish
-    if summary.get("status") != "finished":
-        return None
+    if not isinstance(summary, dict) or summary.get("status") != "finished":
+        return None  # not a summary regx wrote: the job runs again
     expected = config_hash(OmegaConf.to_container(cfg, resolve=True))
     if summary.get("config_hash") != expected:
         raise UserError(

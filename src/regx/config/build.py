@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regx.config import hydra_compat
 from regx.config.schema import validate_analysis, validate_top_level, validate_trainer
+from regx.config.suggest import closest
 from regx.engine.spec import RunSpec
 from regx.errors import ConfigError, UserError, check
 
@@ -57,14 +58,14 @@ def _check_keys(group: str, target: Any, node: DictConfig) -> None:
         if str(key).startswith("_"):
             continue
         if key not in names:
-            allowed = ", ".join(
-                sorted(n for n in names if n not in skip and n not in ("self", "common"))
-            )
+            known = sorted(n for n in names if n not in skip and n not in ("self", "common"))
+            meant = closest(str(key), known)
+            hint = f"did you mean {group}.{meant}? " if meant else ""
             raise ConfigError(
                 f"{group}.{key}",
                 node[key],
-                f"unknown key for {target.__name__}; "
-                + (f"allowed: {allowed}" if allowed else "it takes no parameters"),
+                f"unknown key for {target.__name__}; {hint}"
+                + (f"allowed: {', '.join(known)}" if known else "it takes no parameters"),
             )
 
 
@@ -193,6 +194,30 @@ def check_missing(cfg: DictConfig) -> None:
         raise ConfigError(key, "???", f"is required: pass {key}=VALUE")
 
 
+def check_added_keys(cfg: DictConfig, overrides: list[str]) -> None:
+    """`+losss=gamma_ce` adds a top-level key nothing reads: a typo, which would otherwise
+    train the default silently. Allowed are regx's top-level keys and config groups."""
+    import yaml
+
+    from regx.config.paths import config_dir
+
+    added = [
+        o[1:].partition("=") for o in overrides if o.startswith("+") and not o.startswith("++")
+    ]
+    added = [(k, v) for k, _, v in added if k and "." not in k and "/" not in k]
+    if not added:
+        return
+    root = config_dir()
+    known = {p.name for p in root.iterdir() if p.is_dir()}
+    base = yaml.safe_load((root / "config.yaml").read_text()) or {}
+    known |= {str(k) for k in base if k != "defaults"}
+    for key, value in added:
+        if key not in known:
+            meant = closest(key, known)
+            hint = f"; did you mean {meant}={value}?" if meant else ""
+            raise ConfigError(key, value, f"unknown top-level key (nothing reads it){hint}")
+
+
 def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate config group `group` (its node) with one-line errors."""
     target = _target(group, node)
@@ -214,6 +239,10 @@ def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
         raise
     except ConfigError as e:
         raise e.under(group) from None
+    except (TypeError, ValueError) as e:  # Hydra 1.4 re-raises the constructor's own error
+        raise ConfigError(
+            f"{group}._target_", node.get("_target_"), f"could not be built ({e})"
+        ) from None
 
 
 def build_loggers(node: Any) -> list[Any]:
@@ -233,6 +262,9 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None) -> RunSpec:
 
     check_missing(cfg)
     validate_top_level(cfg)
+    # torch seeds generators with signed 64-bit integers; the data order multiplies the seed
+    check(int(cfg.seed) < 2**32, "seed", cfg.seed, "must be below 2**32 (4294967296)")
+    check_added_keys(cfg, overrides or [])
     track_test = cfg.get("track_test", False)
     check(isinstance(track_test, bool), "track_test", track_test, "must be true or false")
     trainer = validate_trainer(cfg.trainer)

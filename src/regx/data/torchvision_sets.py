@@ -61,7 +61,7 @@ class TorchvisionSource(DatasetSource):
             train = self._torchvision_dataset(train=True)
             test = self._torchvision_dataset(train=False)
         except (RuntimeError, OSError) as e:  # URLError is an OSError
-            reason = " ".join(str(e).split())[:160]
+            reason = _reason(e)
             where = Path(self.root) / self.folder_hint if self.folder_hint else Path(self.root)
             how = (
                 "could not be downloaded"
@@ -88,6 +88,12 @@ class TorchvisionSource(DatasetSource):
             test_y=torch.from_numpy(test_y),
             classes=[str(c) for c in classes],
         )
+
+
+def _reason(error: BaseException, limit: int = 160) -> str:
+    """torchvision's message as a short reason: its first sentence, never cut mid-word."""
+    text = " ".join(str(error).split()).split(". ")[0].rstrip(".") or type(error).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

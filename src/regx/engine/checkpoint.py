@@ -45,22 +45,48 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint at `path`; an unreadable file is a `DataError` naming it and the fix."""
+# What to do about an unreadable checkpoint depends on who reads it: a resume can start over
+RESUME_FIX = "delete it to start the run over, or pass trainer.resume=never"
+
+
+def short_reason(error: BaseException, limit: int = 120) -> str:
+    """An exception's message as a short reason: its first sentence, cut at a word."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = text.split(". ")[0].rstrip(".")
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
+def weights_fix(path: Path) -> str:
+    """The fix for an unreadable checkpoint that `regx evaluate` / `regx.load_run` read."""
+    last = path.with_name("last.pt")
+    if path.name == "best.pt" and last.is_file():
+        return "delete it to use the best weights checkpoints/last.pt keeps, or re-train the run"
+    return "the run's weights are lost: re-train the run (its overrides: .hydra/overrides.yaml)"
+
+
+def load_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu", fix: str | None = None
+) -> dict[str, Any]:
+    """The checkpoint at `path`; an unreadable file is a `DataError` naming it and `fix`
+    (by default what a reader of the run's weights can do, `weights_fix`)."""
+    fix = fix or weights_fix(path)
     try:
         # weights_only=False: the file holds RNG states and plain Python objects we wrote
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        raise DataError(f"checkpoint {path} is unreadable ({short_reason(e)}): {fix}") from None
+    except Exception as e:  # unpickling runs arbitrary constructors: any error is possible
         raise DataError(
-            f"checkpoint {path} is unreadable ({reason}): delete it to start the run over, "
-            "or pass trainer.resume=never"
+            f"checkpoint {path} is unreadable ({type(e).__name__}: {short_reason(e)}): {fix}"
         ) from None
     if not isinstance(ckpt, dict):
         raise DataError(
-            f"checkpoint {path} holds a {type(ckpt).__name__}, not a regx checkpoint: "
-            "delete it to start the run over, or pass trainer.resume=never"
+            f"checkpoint {path} holds a {type(ckpt).__name__}, not a regx checkpoint: {fix}"
         )
+    if not isinstance(ckpt.get("model"), dict):
+        raise DataError(f"checkpoint {path} holds no model weights (no 'model'): {fix}")
     return ckpt
 
 

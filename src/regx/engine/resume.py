@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from regx.engine.checkpoint import atomic_write_bytes, load_checkpoint
+from regx.engine.checkpoint import RESUME_FIX, atomic_write_bytes, load_checkpoint
 from regx.engine.spec import RunSpec
-from regx.errors import ResumeMismatchError
+from regx.errors import DataError, ResumeMismatchError
 from regx.keys import config_differences, config_hash
 
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+# what `Trainer.restore_from` reads from last.pt
+RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "loss", "train_state", "rng")
 
 
 def read_hydra_files(run_dir: Path) -> dict[str, str]:
@@ -38,7 +40,13 @@ def read_resume_checkpoint(
         path = run_dir / "checkpoints" / "last.pt"
         if spec.trainer.resume != "auto" or not path.is_file():
             return None
-    ckpt = load_checkpoint(path, map_location="cpu")
+    ckpt = load_checkpoint(path, map_location="cpu", fix=RESUME_FIX)
+    missing = [key for key in RESUME_KEYS if key not in ckpt]
+    if missing:
+        raise DataError(
+            f"checkpoint {path} is no regx training checkpoint (it lacks {', '.join(missing)}): "
+            f"{RESUME_FIX}"
+        )
     if "config" in ckpt:
         differences = config_differences(ckpt["config"], spec.config)
     elif ckpt.get("config_hash") != config_hash(spec.config):

@@ -79,6 +79,7 @@ class Trainer:
         # Loss state and RNG at a mid-epoch stop, re-applied after the resumed epoch's
         # `start_epoch` (which may re-estimate what the stopped run had already estimated).
         self._paused_loss_rng: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self.last_loss = math.nan  # the last step's loss of the last epoch (divergence lines)
 
     def _noise_hooks(self) -> list[RunHook]:
         """Memorization tracking under label noise (no extra pass without noise)."""
@@ -248,8 +249,10 @@ class Trainer:
         sizes = torch.tensor(sums.step_sizes, dtype=torch.float32).to(
             self.device, non_blocking=True
         )
-        loss_total = (sums.step_loss[: len(sums.step_sizes)] * sizes).sum()
-        loss_total, n_correct = torch.stack([loss_total, sums.correct.float()]).tolist()  # one sync
+        n = len(sums.step_sizes)
+        loss_total = (sums.step_loss[:n] * sizes).sum()
+        stacked = torch.stack([loss_total, sums.correct.float(), sums.step_loss[n - 1]])
+        loss_total, n_correct, self.last_loss = stacked.tolist()  # one sync
         seen = max(sums.seen, 1)
         row = {"lr": sums.lr, "train_loss": loss_total / seen, "train_acc": n_correct / seen}
         if has_mixer:
@@ -261,7 +264,7 @@ class Trainer:
         return kept_files(self.state.epoch, self.s.checkpoint)
 
     def _check_losses(self, epoch: int, sums: EpochSums, upto: int) -> None:
-        check_losses(sums.step_loss, upto, epoch, self.s.precision, self._kept())
+        check_losses(sums.step_loss, upto, epoch, self.s.precision, self._kept(), self.last_loss)
 
     def _stop_inside_epoch(self, epoch: int, next_step: int, sums: EpochSums) -> None:
         """Checkpoint the middle of `epoch` (before `next_step`) and raise `RunInterrupted`."""
@@ -300,7 +303,8 @@ class Trainer:
 
     def _finish_epoch(self, epoch: int, row: dict[str, Any], main: bool) -> bool:
         """Validate, log and checkpoint the epoch; True if it is the new best."""
-        check_weights(self.model, epoch, self.s.precision, self._kept())
+        steps = len(self.batches)
+        check_weights(self.model, epoch, self.s.precision, self._kept(), self.last_loss, steps)
         # rank 0 validates; all ranks then take the same best/early-stop decisions
         row.update(distributed.broadcast_from_main(self.validate() if main else None))
         row.update(self.loss_fn.epoch_stats())

@@ -1,4 +1,9 @@
-"""Finished (and unfinished) runs on disk, as `RunRecord`s for `regx report`."""
+"""Finished (and unfinished) runs on disk, as `RunRecord`s for `regx report`.
+
+A run whose files cannot be read as regx wrote them (summary.json that is no JSON object,
+a .hydra/ file that is no YAML of the expected shape) is a record with status
+`unreadable` and the reason, so that one damaged folder never stops a report.
+"""
 
 from __future__ import annotations
 
@@ -63,12 +68,46 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def _yaml(path: Path) -> Any:
+class Unreadable(Exception):
+    """A run file that is not as regx writes it: `file: why`."""
+
+
+def _yaml(path: Path, kind: type, default: Any) -> Any:
+    """The YAML document in `path` (`default` if absent or empty), which must be a `kind`."""
     import yaml
 
+    if not path.is_file():
+        return default
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(path) as f:
-        return yaml.load(f, Loader=loader)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=loader)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise Unreadable(f"{path.parent.name}/{path.name}: {_reason(e)}") from None
+    if data is None:
+        return default
+    if not isinstance(data, kind):
+        expected = "a mapping" if kind is dict else "a list"
+        raise Unreadable(
+            f"{path.parent.name}/{path.name}: holds a {type(data).__name__}, not {expected}"
+        )
+    return data
+
+
+def _reason(e: Exception) -> str:
+    """An exception as a short reason: YAML's problem and line, JSON's message and line."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem:
+        return (
+            f"not valid YAML ({problem}, line {mark.line + 1})"
+            if mark
+            else f"not valid YAML ({problem})"
+        )
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON ({e.msg}, line {e.lineno})"
+    if isinstance(e, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
@@ -96,10 +135,11 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
 
 def _epochs_logged(run_dir: Path) -> int:
     path = run_dir / "metrics.csv"
-    if not path.is_file():
+    try:
+        with open(path, "rb") as f:
+            return max(sum(1 for _ in f) - 1, 0)
+    except OSError:  # absent, a folder, unreadable
         return 0
-    with open(path) as f:
-        return max(sum(1 for _ in f) - 1, 0)
 
 
 def _process_alive(pid: Any, host: Any) -> bool | None:
@@ -117,36 +157,40 @@ def _process_alive(pid: Any, host: Any) -> bool | None:
     return True
 
 
+def _summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise Unreadable(f"summary.json: {_reason(e)}") from None
+    if not isinstance(summary, dict):
+        raise Unreadable(f"summary.json: holds a JSON {type(summary).__name__}, not an object")
+    return summary
+
+
 def read_run(run_dir: Path) -> RunRecord:
     """The run in `run_dir` as its files describe it (see the module docstring for states)."""
-    import yaml
-
-    hydra_dir = run_dir / ".hydra"
     try:
-        config = _yaml(hydra_dir / "config.yaml") or {}
-    except (OSError, yaml.YAMLError) as e:  # list the run rather than stop the report
-        message = f".hydra/config.yaml unreadable ({type(e).__name__})"
-        return RunRecord(run_dir, "unfinished", message, {}, {}, [], {}, _epochs_logged(run_dir))
-    overrides = (
-        [str(o) for o in (_yaml(hydra_dir / "overrides.yaml") or [])]
-        if (hydra_dir / "overrides.yaml").is_file()
-        else []
-    )
-    choices: dict[str, str] = {}
-    if (hydra_dir / "hydra.yaml").is_file():
-        node = _yaml(hydra_dir / "hydra.yaml") or {}
-        raw = ((node.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
-        choices = {str(k): str(v) for k, v in raw.items() if "/" not in str(k)}
+        return _read_run(run_dir)
+    except Unreadable as e:
+        return RunRecord(run_dir, "unreadable", str(e), {}, {}, [], {}, _epochs_logged(run_dir))
+
+
+def _read_run(run_dir: Path) -> RunRecord:
+    hydra_dir = run_dir / ".hydra"
+    config = _yaml(hydra_dir / "config.yaml", dict, {})
+    overrides = [str(o) for o in _yaml(hydra_dir / "overrides.yaml", list, [])]
+    node = _yaml(hydra_dir / "hydra.yaml", dict, {})
+    runtime = node.get("hydra") if isinstance(node.get("hydra"), dict) else {}
+    runtime = runtime.get("runtime") if isinstance(runtime.get("runtime"), dict) else {}
+    raw = runtime.get("choices") if isinstance(runtime.get("choices"), dict) else {}
+    choices = {str(k): str(v) for k, v in raw.items() if "/" not in str(k)}
     # `+aug=none` and no aug are the same experiment
     if choices.get("aug") in (None, "None", "null", "none") or config.get("aug") is None:
         choices["aug"] = "none"
-    summary: dict[str, Any] = {}
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            summary = {"status": "unfinished", "message": f"summary.json unreadable ({e})"}
+    summary = _summary(run_dir)
     epochs = _epochs_logged(run_dir)
     status = str(summary.get("status") or "unfinished")
     message = str(summary.get("message") or "")

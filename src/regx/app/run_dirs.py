@@ -1,0 +1,294 @@
+"""What a `regx train` job may do to its run directory.
+
+- A finished run (summary.json `status: finished`) is never trained into again, with or
+  without its checkpoints: `regx train --resume RUN` and `hydra.run.dir=RUN regx train`
+  end with one line that says so and how to re-score it (`regx evaluate RUN`); a sweep
+  re-launched over finished jobs reuses them with `sweep.skip_done=true`.
+- Hydra writes `.hydra/{config,hydra,overrides}.yaml` into the run dir before the job
+  starts, also into an existing one. The first launch's files are copied to `.hydra/kept/`,
+  and a job that leaves an existing run alone (finished, busy, refused, a bad value) puts
+  them back, so the run's record always describes the run. Where the run dir is known
+  before Hydra starts (`--resume RUN`, a literal `hydra.run.dir=RUN`), such a command is
+  refused before anything is written.
+- A single run that fails before training starts (a bad value, data that cannot be
+  loaded) leaves no run dir: Hydra's files are removed again, and the empty folders above
+  them up to `out_dir`. In a sweep the job's folder stays, with `status: failed`, so that
+  the sweep's report accounts for every job.
+- A folder that exists and holds no regx run is not made a run dir (its files would be
+  overwritten): name a new or empty one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regx.app.run_lock import LOCK_NAME, RunLock
+from regx.errors import ConfigError, UserError
+
+KEPT_DIR = "kept"  # under .hydra/: the first launch's Hydra files
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # as regx.engine.resume
+# Hydra's flags that print or check instead of running a job
+NO_JOB_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "-sc")
+
+
+class FinishedRunError(UserError):
+    """The run dir holds a finished run, which a new job may not overwrite."""
+
+    exit_code = 2
+    keeps_run_files = True
+
+
+def summary_of(run_dir: Path) -> dict[str, Any] | None:
+    """The run's summary.json as a dict; None if absent or not a JSON object."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def is_finished(run_dir: Path) -> bool:
+    summary = summary_of(run_dir)
+    return summary is not None and summary.get("status") == "finished"
+
+
+def finished_message(run_dir: Path, how: str) -> str:
+    """`how`: "resume" (--resume), "run" (hydra.run.dir) or "sweep" (a multirun job)."""
+    head = f"{run_dir} holds a finished run (summary.json: status finished), which is never "
+    if how == "resume":
+        head += "overwritten and has nothing left to resume"
+    else:
+        head += "overwritten"
+    tail = (
+        "re-launch with sweep.skip_done=true to reuse it, or use a new hydra.sweep.dir"
+        if how == "sweep"
+        else "train a new run without " + ("--resume" if how == "resume" else "hydra.run.dir")
+    )
+    return f"{head}; re-score it with: regx evaluate {run_dir} [OVERRIDES…], or {tail}"
+
+
+# -- the first launch's .hydra/ files ---------------------------------------------------------
+def _holds_run_files(run_dir: Path) -> bool:
+    return any((run_dir / n).exists() for n in ("summary.json", "metrics.csv", "checkpoints"))
+
+
+def keep_hydra_files(run_dir: Path) -> None:
+    """Copy Hydra's files of a new run to .hydra/kept/ (an older run's are already gone)."""
+    from regx.engine.resume import read_hydra_files
+
+    kept = run_dir / ".hydra" / KEPT_DIR
+    if kept.exists() or _holds_run_files(run_dir):
+        return
+    files = read_hydra_files(run_dir)
+    if not files:
+        return
+    kept.mkdir()
+    for name, text in files.items():
+        (kept / name).write_text(text)
+
+
+def kept_hydra_files(run_dir: Path) -> dict[str, str]:
+    """The run's own .hydra/ files: the kept copy, else those its last checkpoint keeps."""
+    kept = run_dir / ".hydra" / KEPT_DIR
+    files = {n: (kept / n).read_text() for n in HYDRA_FILES if (kept / n).is_file()}
+    if files or not (run_dir / "checkpoints" / "last.pt").is_file():
+        return files
+    import torch
+
+    try:
+        ckpt = torch.load(
+            run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False
+        )
+    except Exception:  # an unreadable checkpoint: nothing to put back
+        return {}
+    hydra_files = ckpt.get("hydra_files") if isinstance(ckpt, dict) else None
+    return dict(hydra_files) if isinstance(hydra_files, dict) else {}
+
+
+def restore_hydra_files(run_dir: Path) -> None:
+    """Put the run's own .hydra/ files back over those this launch's Hydra wrote."""
+    from regx.engine.resume import put_back_hydra_files
+
+    with contextlib.suppress(OSError):
+        put_back_hydra_files(run_dir, kept_hydra_files(run_dir))
+
+
+# -- a run that never started ------------------------------------------------------------------
+def holds_only_hydra_files(run_dir: Path) -> bool:
+    """Only what Hydra writes before a job (and the job's lock): no trace of training."""
+    try:
+        names = {p.name for p in run_dir.iterdir()}
+        hydra = {p.name for p in (run_dir / ".hydra").iterdir()} if ".hydra" in names else set()
+    except OSError:
+        return False
+    return names <= {".hydra", "train.log", LOCK_NAME} and hydra <= {*HYDRA_FILES, KEPT_DIR}
+
+
+def remove_unstarted_run(run_dir: Path, out_dir: Path) -> None:
+    """Remove a run dir that holds only Hydra's files, and the empty folders above it up to
+    and including `out_dir`; never the working directory or a folder above it."""
+    if not holds_only_hydra_files(run_dir):
+        return
+    import shutil
+
+    keep = {Path.cwd().resolve(), *Path.cwd().resolve().parents}
+    run_dir = run_dir.resolve()
+    if run_dir in keep:
+        return
+    with contextlib.suppress(OSError):
+        shutil.rmtree(run_dir)
+    out_dir = out_dir.resolve()
+    folder = run_dir.parent
+    while folder not in keep and (folder == out_dir or out_dir in folder.parents):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            return
+        folder = folder.parent
+
+
+# -- one job in its run dir -------------------------------------------------------------------
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+@dataclass
+class JobGuard:
+    """A job's hold on its run dir: the lock, and what the dir held when the job began."""
+
+    run_dir: Path
+    lock: RunLock | None
+    fresh: bool  # only Hydra's files: no run was here before this job
+    summary_before: tuple[int, int] | None
+
+    @classmethod
+    def open(cls, run_dir: Path, locking: bool = True) -> JobGuard:
+        lock = RunLock.acquire(run_dir) if locking else None
+        fresh = holds_only_hydra_files(run_dir)
+        return cls(run_dir, lock, fresh, _identity(run_dir / "summary.json"))
+
+    def training_started(self) -> bool:
+        """Whether this job wrote summary.json (the engine does when training starts)."""
+        return _identity(self.run_dir / "summary.json") != self.summary_before
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+# -- before Hydra starts: commands whose run dir is known -------------------------------------
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].replace(f"\\{value[0]}", value[0]).replace("\\\\", "\\")
+    return value
+
+
+def override_value(args: list[str], key: str) -> str | None:
+    """The last literal value `args` give `key` (`key=…`, `+key=…`, `++key=…`)."""
+    found = None
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if sep and name.lstrip("+") == key:
+            found = _unquote(value)
+    return found
+
+
+def check_before_launch(args: list[str], resume: Path | None) -> None:
+    """Refuse, before Hydra writes anything, a single run that would overwrite a finished
+    run or a folder that holds no run, and an empty out_dir."""
+    if any(a.split("=")[0] in NO_JOB_FLAGS for a in args):
+        return
+    out_dir = override_value(args, "out_dir")
+    if out_dir is not None and not out_dir.strip():
+        raise ConfigError("out_dir", "", "must name a folder (empty would put runs under /runs)")
+    if any(a in ("-m", "--multirun") for a in args):
+        return  # each job checks its own folder (task)
+    value = override_value(args, "hydra.run.dir")
+    if value is None or "${" in value:
+        return
+    run_dir = Path(value) if value.strip() else Path.cwd()
+    if run_dir.is_file():
+        raise ConfigError("hydra.run.dir", value, "is a file; name a folder for the run")
+    if not run_dir.is_dir():
+        return
+    if is_finished(run_dir):
+        raise FinishedRunError(finished_message(run_dir, "resume" if resume else "run"))
+    if not (run_dir / ".hydra").is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(
+            "hydra.run.dir",
+            value,
+            "the folder exists and holds no regx run (no .hydra/), and a run would overwrite "
+            "files there; name a new or empty folder",
+        )
+
+
+def check_resume_config(run_dir: Path) -> None:
+    """`--resume RUN` rebuilds the config from .hydra/overrides.yaml and Hydra then rewrites
+    .hydra/config.yaml: an edit of that file would be lost without a word. Refuse, leaving
+    the edited file, when it differs from the run's own in a setting that changes numbers."""
+    import yaml
+
+    from regx.keys import config_differences
+
+    kept = kept_hydra_files(run_dir).get("config.yaml")
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        current = path.read_text()
+    except OSError:
+        return  # Hydra writes it anew
+    if kept is None or kept == current:
+        return
+    try:
+        saved, edited = yaml.safe_load(kept), yaml.safe_load(current)
+    except yaml.YAMLError:
+        saved, edited = None, None
+    if not isinstance(saved, dict) or not isinstance(edited, dict):
+        differences = ["the file no longer holds a config"]
+    else:
+        differences = config_differences(saved, edited)
+    if differences:
+        raise UserError(
+            f"{path} was edited ({'; '.join(differences)}), but --resume rebuilds the run's "
+            "config from .hydra/overrides.yaml and would replace the file; nothing was changed: "
+            "undo the edit to resume the run, or train a new run with those settings"
+        )
+
+
+def check_run_files(run_dir: Path) -> None:
+    """The run's .hydra/config.yaml and overrides.yaml are YAML of the shape Hydra writes
+    (`regx evaluate` rebuilds the run from them): else one line naming the file and the fix."""
+    import yaml
+
+    for name, kind in (("config.yaml", dict), ("overrides.yaml", list)):
+        path = run_dir / ".hydra" / name
+        if not path.is_file():
+            continue
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+        else:
+            if data is None or isinstance(data, kind):
+                continue
+            why = f"holds a {type(data).__name__}"
+        copy = run_dir / ".hydra" / KEPT_DIR / name
+        fix = f"copy back {copy}, the run's own" if copy.is_file() else "restore it"
+        raise UserError(f"{path} is unreadable ({why}); regx rebuilds the run from it: {fix}")
+
+
+def os_error_line(error: OSError, what: str) -> str:
+    """An OSError while writing `what` as one line: the path, the reason, the fix."""
+    where = error.filename or "?"
+    return (
+        f"cannot write {what}: {where}: {error.strerror or error}; free space, fix the "
+        "permissions or move the file in the way, then run the command again"
+    )

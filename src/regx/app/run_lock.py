@@ -1,0 +1,218 @@
+"""One process per run directory, and sweep workers that stop when their launcher dies.
+
+Lock: a job holds `RUN/.regx-lock` while it runs. The file names the owner (pid, host, and
+the process's start time where the system tells it, so that a recycled pid is not taken for
+the owner) and is created atomically: a complete temp file is hard-linked to the lock's
+name, which fails if the name exists, so a reader never sees half a lock. A lock whose owner
+is gone (same host; no such pid, or a pid started at another time) is stale: it is moved
+aside and the job takes the lock. A lock from another host is never taken over, since its
+process cannot be checked from here; the message says how to remove it.
+
+Parent watch: a `-m hydra/launcher=joblib` job runs in a worker process the launching
+`regx train` started. Killed outright (SIGKILL, an OOM killer), the launcher cannot stop its
+workers, which would go on training, and start the jobs already queued to them. A worker
+therefore watches its parent: once the launcher is gone (the worker's parent pid changes)
+it sends itself SIGTERM, which stops a training run after its step with a checkpoint
+(`status: interrupted`, as any SIGTERM) and ends an idle worker at once; a worker that has
+not ended after `ORPHAN_GRACE_S` seconds exits. `prctl(PR_SET_PDEATHSIG)` is not used: on
+Linux it fires when the parent *thread* that forked the worker ends, and the launcher's
+executor may fork from a thread that ends before the launcher does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from regx.errors import UserError
+
+LOCK_NAME = ".regx-lock"
+LAUNCHER_ENV = "REGX_LAUNCHER_PID"  # the pid of the `regx train` that launched a sweep
+WATCH_INTERVAL_S = 0.5
+ORPHAN_GRACE_S = 120.0  # time for an orphaned run to write its checkpoint and summary
+
+_orphaned = threading.Event()
+_watching = threading.Lock()
+_watch_started = False
+
+
+class RunDirBusy(UserError):
+    """Another live process holds the run directory's lock."""
+
+    exit_code = 1
+    keeps_run_files = True
+
+
+def process_start_time(pid: int) -> str | None:
+    """When process `pid` started (Linux: clock ticks since boot), or None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: split after it
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def _owner_record() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "host": platform.node(), "start": process_start_time(pid)}
+
+
+def _read_owner(path: Path) -> dict[str, Any] | None:
+    """The lock's owner, or None for a file that is no regx lock (garbage, unreadable)."""
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
+        return None
+    return owner
+
+
+def owner_is_gone(owner: dict[str, Any] | None) -> bool | None:
+    """True: the owner no longer runs; False: it runs; None: another host (cannot tell)."""
+    if owner is None:
+        return True
+    if owner.get("host") != platform.node():
+        return None
+    pid = owner["pid"]
+    if not _alive(pid):
+        return True
+    start = process_start_time(pid)
+    return bool(owner.get("start") and start and owner["start"] != start)
+
+
+class RunLock:
+    """The lock of one run directory, held by this process (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> RunLock:
+        """Take `run_dir`'s lock; `RunDirBusy` if a live process holds it."""
+        path = run_dir / LOCK_NAME
+        for _ in range(3):  # a stale lock moved aside, or a race with another taker
+            if _create(path):
+                return cls(path)
+            owner = _read_owner(path)
+            gone = owner_is_gone(owner)
+            if gone is False or gone is None:
+                raise RunDirBusy(_busy_message(run_dir, owner, gone))
+            _move_stale(path, owner)
+        raise RunDirBusy(f"{run_dir}: could not take {path} (other processes keep taking it)")
+
+    def release(self) -> None:
+        """Remove the lock if it is still this process's."""
+        owner = _read_owner(self.path)
+        if owner is not None and owner.get("pid") == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def _move_stale(path: Path, stale: dict[str, Any] | None) -> None:
+    """Move the stale lock `stale` out of the way; a lock another taker created meanwhile
+    (it moved the stale one first) is put back."""
+    aside = path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return  # another taker moved it
+    moved = _read_owner(aside)
+    if moved != stale:
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    aside.unlink()
+
+
+def _create(path: Path) -> bool:
+    """Create the lock file atomically with this process as its owner; False if it exists."""
+    tmp = path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_owner_record()) + "\n")
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: exclusive create instead
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(tmp.read_text())
+        return True
+    finally:
+        tmp.unlink()
+
+
+def _busy_message(run_dir: Path, owner: dict[str, Any] | None, gone: bool | None) -> str:
+    pid = owner.get("pid") if owner else "?"
+    if gone is None:
+        host = owner.get("host") if owner else "?"
+        return (
+            f"{run_dir} is in use by process {pid} on {host} ({run_dir / LOCK_NAME}); "
+            f"wait for it to end, or, if no such process runs there, delete that file"
+        )
+    return (
+        f"{run_dir} is in use by process {pid} (another regx run trains there); wait for it "
+        f"to end or stop it (kill {pid}), then run this again"
+    )
+
+
+# -- sweep workers whose launcher died ----------------------------------------------------
+def mark_launcher() -> None:
+    """Record this process as the launcher of the jobs it starts (they inherit the env)."""
+    os.environ[LAUNCHER_ENV] = str(os.getpid())
+
+
+def orphaned() -> bool:
+    """Whether this worker's launcher died (the watch then stops this process)."""
+    return _orphaned.is_set()
+
+
+def watch_launcher() -> bool:
+    """In a worker process the launcher started: watch it (once per process). True if the
+    launcher is already gone, so the job should not start."""
+    global _watch_started
+    try:
+        launcher = int(os.environ.get(LAUNCHER_ENV, "0"))
+    except ValueError:
+        return False
+    if launcher in (0, os.getpid()):
+        return False  # the launching process itself (basic launcher, single run)
+    if os.getppid() != launcher:
+        # never the launcher's child (a SLURM job, a nested command), or already orphaned
+        return orphaned()
+    with _watching:
+        if not _watch_started:
+            _watch_started = True
+            threading.Thread(target=_watch, args=(launcher,), daemon=True).start()
+    return False
+
+
+def _watch(launcher: int) -> None:
+    while os.getppid() == launcher:
+        time.sleep(WATCH_INTERVAL_S)
+    _orphaned.set()
+    os.kill(os.getpid(), signal.SIGTERM)  # training stops after its step; idle: ends now
+    time.sleep(ORPHAN_GRACE_S)
+    os._exit(128 + signal.SIGTERM)

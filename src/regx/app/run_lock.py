@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from regx.errors import UserError
+from regx.processes import process_alive
 
 LOCK_NAME = ".regx-lock"
 LAUNCHER_ENV = "REGX_LAUNCHER_PID"  # the pid of the `regx train` that launched a sweep
@@ -61,16 +62,6 @@ def process_start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    return True
-
-
 def _owner_record() -> dict[str, Any]:
     pid = os.getpid()
     return {"pid": pid, "host": platform.node(), "start": process_start_time(pid)}
@@ -94,7 +85,7 @@ def owner_is_gone(owner: dict[str, Any] | None) -> bool | None:
     if owner.get("host") != platform.node():
         return None
     pid = owner["pid"]
-    if not _alive(pid):
+    if not process_alive(pid):
         return True
     start = process_start_time(pid)
     return bool(owner.get("start") and start and owner["start"] != start)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from regx.processes import process_alive
+
 log = logging.getLogger("regx")
 
 FORMAT_VERSION = 2
@@ -135,18 +137,8 @@ class SplitCache:
         """Temporary files of writes whose process is gone (killed while writing)."""
         for tmp in self.folder.glob(f".{self.split}_x.*.npy"):
             pid = tmp.name.split(".")[2]
-            if pid.isdigit() and not _process_alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from regx.report.format import fmt_metric
+from regx.report.format import Column, fmt_metric
 from regx.report.html import Link, page, render_markdown
 
 
@@ -72,23 +72,13 @@ class Interval:
     hi: float
 
 
-@dataclass(frozen=True)
-class RunColumn:
-    """A column of the per-run table: a flattened summary key, shown ×scale."""
-
-    key: str
-    title: str
-    scale: float
-    decimals: int
-
-
 RUN_COLUMNS = (
-    RunColumn("test.acc", "test acc (%)", 100, 2),
-    RunColumn("test.ece", "ECE (%)", 100, 2),
-    RunColumn("test_ts.ece", "ECE after TS (%)", 100, 2),
-    RunColumn("test.nll", "NLL", 1, 4),
-    RunColumn("temperature", "T", 1, 3),
-    RunColumn("val.acc", "val acc (%)", 100, 2),
+    Column("test.acc", "test acc (%)", 100, 2),
+    Column("test.ece", "ECE (%)", 100, 2),
+    Column("test_ts.ece", "ECE after TS (%)", 100, 2),
+    Column("test.nll", "NLL", 1, 4),
+    Column("temperature", "T", 1, 3),
+    Column("val.acc", "val acc (%)", 100, 2),
 )
 
 

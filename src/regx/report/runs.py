@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from regx.errors import UserError
+from regx.processes import process_alive
 
 
 @dataclass
@@ -148,13 +149,7 @@ def _process_alive(pid: Any, host: Any) -> bool | None:
 
     if not isinstance(pid, int) or host != platform.node():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+    return process_alive(pid)
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:

@@ -25,26 +25,15 @@ import csv
 import io
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from regx.errors import UserError
 from regx.report.between import SWEEP_COLUMNS as BETWEEN_COLUMNS
+from regx.report.format import Column
 from regx.report.grouping import Group, filter_runs, group_runs, show_value, sort_groups
 from regx.report.runs import RunRecord, find_run_dirs, flatten, read_run
 from regx.report.sweep_plot import plot_compare
-
-
-@dataclass(frozen=True)
-class Column:
-    """A table column: `key` is a flattened summary key or `val_test_gap`."""
-
-    key: str
-    title: str
-    scale: float
-    decimals: int
-
 
 TABLE_COLUMNS = (
     Column("test.acc", "test acc (%)", 100, 2),

@@ -22,9 +22,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from fault_helpers import error_line, hydra_in_process, metric_rows, read_summary
-from hydra_plugins.regx_sweepers.space import override_text, parse_space
 from regx.app.hydra_task import _objective
 from regx.app.pruning import build_pruning_hook
+from regx.app.search.space import override_text, parse_space
 from regx.app.sweeps import objective_direction, objective_directions, objective_keys
 from regx.errors import ConfigError, RunPruned
 

@@ -10,8 +10,8 @@ per-epoch objective to the trial, which the pruner may stop (regx.app.pruning). 
 whose summary.json says `pruned` is a PRUNED trial; one that returned NaN (a failed run)
 is a FAILED trial, and the search goes on.
 
-The search space is regx_sweepers.space; the study, its storage and continuing it are
-regx_sweepers.study; the printed results and files are regx_sweepers.results.
+The search space is regx.app.search.space; the study, its storage and continuing it are
+regx.app.search.study; the printed results and files are regx.app.search.results.
 
 Only `hydra`, `omegaconf` and `regx.errors` are imported at the top: Hydra imports this
 module whenever it scans for plugins.
@@ -88,7 +88,7 @@ class RegxOptunaSweeper(Sweeper):
         self.storage = OmegaConf.select(config, "hydra.sweeper.storage", default=self.storage)
 
     def sweep(self, arguments: list[str]) -> None:
-        from .results import report
+        from regx.app.search.results import report
 
         try:
             settings, space, study = self._prepare(arguments)
@@ -104,10 +104,9 @@ class RegxOptunaSweeper(Sweeper):
     # -- before the first trial: everything a user can get wrong ---------------------------
     def _prepare(self, arguments: list[str]) -> tuple[Any, Any, Any]:
         from regx.app.pruning import PRUNERS
+        from regx.app.search.space import parse_space
+        from regx.app.search.study import SAMPLERS, StudySettings, chosen, open_study, storage_url
         from regx.app.sweeps import objective_directions, objective_keys
-
-        from .space import parse_space
-        from .study import SAMPLERS, StudySettings, chosen, open_study, storage_url
 
         assert self.config is not None
         _count("hydra.sweeper.n_trials", self.n_trials)
@@ -135,7 +134,7 @@ class RegxOptunaSweeper(Sweeper):
 
     # -- the trials -------------------------------------------------------------------------
     def _run(self, settings: Any, space: Any, study: Any) -> None:
-        from .study import recover_cut_off, trials_done
+        from regx.app.search.study import recover_cut_off, trials_done
 
         for line in recover_cut_off(study, self.sweep_dir, settings.objective):
             print(line, flush=True)
@@ -166,7 +165,7 @@ class RegxOptunaSweeper(Sweeper):
     def _trial_overrides(self, settings: Any, number: int) -> list[str]:
         """What tells a job it is trial `number` (none with an in-memory study: no job
         process could reach it)."""
-        from .space import override_text
+        from regx.app.search.space import override_text
 
         if settings.storage is None:
             return []

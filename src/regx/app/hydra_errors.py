@@ -225,7 +225,10 @@ def _folder_error(held: str, line: str, args: list[str]) -> str | None:
 def _grammar(held: str, line: str, args: list[str]) -> str | None:
     if "LexerNoViableAltException" not in line and "mismatched input" not in line:
         return None
-    found = re.search(r"string: (.*?) out of \[", held)
+    # Hydra 1.4 names the override ("string: … out of [...]"), 1.3 starts its message with it
+    found = re.search(r"string: (.*?) out of \[", held) or re.search(
+        r"LexerNoViableAltException: (\S+)", held
+    )
     bad = found.group(1) if found else None
     if bad is None or "=" not in bad:
         return None

@@ -235,7 +235,10 @@ def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):  # e.g. MissingExtraError: already one line
             raise cause from None
         if cause is not None and isinstance(cause, (TypeError, ValueError)):
-            raise ConfigError(group, node.get("_target_"), f"invalid arguments ({cause})") from None
+            target = node.get("_target_")
+            raise ConfigError(
+                f"{group}._target_", target, f"could not be built ({cause})"
+            ) from None
         raise
     except ConfigError as e:
         raise e.under(group) from None

@@ -108,7 +108,9 @@ def _distribution(where: str, override: Any) -> Any:
     if isinstance(value, ChoiceSweep) and not value.shuffle:
         choices = list(value.list)
     elif isinstance(value, RangeSweep) and not value.shuffle:
-        if _all_int(value.start, value.stop, value.step) and not value.transformers:
+        if _all_int(value.start, value.stop, value.step) and not getattr(
+            value, "transformers", None
+        ):  # Hydra 1.4 only
             return _int_range(where, text, value)
         choices = list(override.sweep_iterator())
     else:

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .study import RETRY_ATTR
+from regx.app.search.study import RETRY_ATTR
 
 STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2}
 STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}

@@ -99,3 +99,10 @@ def test_every_group_folder_is_listed_by_regx_list():
 
 def test_config_dir_is_the_repository_conf():
     assert (Path(__file__).parent.parent / "conf").resolve() == CONF.resolve()
+
+
+def test_trainer_interpolations_see_the_whole_config(compose_cfg):
+    from regx.config.build import build_spec
+
+    spec = build_spec(compose_cfg(["trainer.epochs=${seed}", "seed=3"]))
+    assert spec.trainer.epochs == 3

@@ -31,6 +31,10 @@ GROUPS = (
     "split",
     "trainer",
     "experiment",
+    "scale",
+    "arm",
+    "condition",
+    "budget",
     "logger",
     "hparams_search",
     "hydra/launcher",
@@ -190,7 +194,11 @@ def catalog() -> dict[str, dict[str, Option]]:
     for group in GROUPS:
         folder = root / group
         if folder.is_dir():
-            out[group] = {p.stem: read_option(group, p) for p in sorted(folder.glob("*.yaml"))}
+            # nested options (arm=mixing/cutmix) by their path under the group's folder
+            out[group] = {
+                str(p.relative_to(folder).with_suffix("")): read_option(group, p)
+                for p in sorted(folder.rglob("*.yaml"))
+            }
     return out
 
 

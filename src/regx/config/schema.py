@@ -24,9 +24,13 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def _typed(schema_cls: type, node: Any, prefix: str) -> Any:
-    """Merge `node` into the dataclass schema and return the dataclass instance."""
+    """Merge `node` into the dataclass schema and return the dataclass instance.
+
+    The node is resolved first, inside its own config: merged detached, an interpolation
+    such as `trainer.epochs=${seed}` could not see the rest of the config."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema_cls), node)
+        merged = OmegaConf.merge(OmegaConf.structured(schema_cls), values)
         return OmegaConf.to_object(merged)
     except ConfigKeyError as e:
         key = f"{prefix}.{e.full_key}" if e.full_key else prefix

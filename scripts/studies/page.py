@@ -1,0 +1,260 @@
+"""docs/studies.md: for each study and scale a table, its sentences, its figure, the
+`regx report` view of its runs, the commands that made them, and the verdict line."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+from regx.report.sweep import sweep_report
+from studies import mixing, noise, open_set, shift
+from studies.rules import Verdict, chance_rate
+from studies.runs import StudyRuns, load_study
+from studies.study import Condition, Study, Table, Tables
+
+STUDIES: tuple[Study, ...] = (mixing.STUDY, noise.STUDY, open_set.STUDY, shift.STUDY)
+SCALES = {"digits": "digits", "cifar": "CIFAR-10 subset"}
+
+
+def build_tables(study: Study, runs: StudyRuns) -> Tables:
+    keys = study.keys()
+    return {
+        c.option: {
+            a.option: {k: runs.stat(c.option, a.option, k) for k in keys} for a in study.arms
+        }
+        for c in study.conditions
+    }
+
+
+def table_lines(study: Study, table: Table) -> list[str]:
+    titles = [m.title.replace("|", "\\|") for m in study.metrics]  # a bare | ends a cell
+    lines = [
+        f"| method | {' | '.join(titles)} |",
+        "|---|" + "---:|" * len(study.metrics),
+    ]
+    for arm in study.arms:
+        stats = table[arm.option]
+        if all(s.n == 0 for s in stats.values()):
+            lines.append(f"| {arm.name} | not run |" + " |" * (len(study.metrics) - 1))
+            continue
+        cells = [stats[m.key].fmt(m) for m in study.metrics]
+        lines.append(f"| {arm.name} | {' | '.join(cells)} |")
+    return lines
+
+
+def _seeds(runs: StudyRuns) -> list[int]:
+    return sorted({int(r.seed) for r in runs.all_runs if isinstance(r.seed, int)})
+
+
+def _test_sizes(runs: list) -> list[int]:
+    return sorted({r.summary.get("dataset", {}).get("test_size") for r in runs} - {None})
+
+
+def setting_line(runs: StudyRuns) -> str:
+    """Sizes, model, epochs and seeds, read from the runs themselves."""
+    run = runs.all_runs[0]
+    data = run.summary.get("dataset", {})
+    config = run.config
+    subset = (config.get("dataset") or {}).get("subset")
+    model = str((config.get("model") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
+    widths = (config.get("model") or {}).get("widths")
+    epochs = (config.get("trainer") or {}).get("epochs")
+    tests = _test_sizes(runs.all_runs)
+    test = f"{tests[0]:,} test images" if len(tests) == 1 else "test images per condition below"
+    sizes = f"{data.get('train_size', 0):,} train / {data.get('val_size', 0):,} validation / {test}"
+    pool = f" (a stratified subset of {subset:,} training images)" if subset else ""
+    net = f"{model} ({'-'.join(map(str, widths))} channels)" if widths else model
+    seeds = ", ".join(map(str, _seeds(runs)))
+    return (
+        f"Setting: {data.get('name', '?')}, {sizes}{pool}, {data.get('num_classes', '?')} "
+        f"classes trained; {net}; {epochs} epoch{'s' if epochs != 1 else ''}; seeds {seeds}; "
+        f"{len(runs.all_runs)} runs."
+    )
+
+
+def command_lines(study: Study, scale: str, runs: StudyRuns) -> list[str]:
+    """One `regx train -m` line per sweep folder, equivalent to what ran there."""
+    lines = []
+    for folder in runs.sweep_dirs():
+        in_dir = [r for r in runs.all_runs if r.path.parent == folder]
+        arms = [
+            a.option for a in study.arms if any(r.choices.get("arm") == a.option for r in in_dir)
+        ]
+        conds = [
+            c.option
+            for c in study.conditions
+            if c.option and any(r.choices.get("condition") == c.option for r in in_dir)
+        ]
+        seeds = sorted({r.seed for r in in_dir})
+        swept = ("arm=", "condition=", "seed=", "experiment=", "scale=")
+        others = sorted({o for r in in_dir for o in r.overrides if not o.startswith(swept)})
+        parts = [f"regx train -m experiment=study_{study.key} scale={scale}"]
+        if len(arms) < len(study.arms):
+            parts.append("arm=" + ",".join(arms))
+        if conds and len(conds) < len([c for c in study.conditions if c.option]):
+            parts.append("condition=" + ",".join(conds))
+        parts.append("seed=" + ",".join(map(str, seeds)))
+        lines.append(" ".join(parts + others))
+    return lines
+
+
+def missing_line(study: Study, runs: StudyRuns) -> str:
+    """Which cells of the study's grid have no finished runs at this scale."""
+    ran = [c for c in study.conditions if any(runs.runs(c.option, a.option) for a in study.arms)]
+    parts = (
+        ["conditions " + ", ".join(c.name for c in study.conditions if c not in ran)]
+        if len(ran) < len(study.conditions)
+        else []
+    )
+    for arm in study.arms:
+        missing = [c for c in ran if not runs.runs(c.option, arm.option)]
+        if not missing:
+            continue
+        if len(missing) == len(ran):
+            parts.append(
+                arm.name
+                if ran[0].option is None or len(ran) == 1
+                else f"{arm.name} (every condition)"
+            )
+        else:
+            parts.append(f"{arm.name} under {', '.join(c.name for c in missing)}")
+    if not parts:
+        return ""
+    return (
+        "Not run at this scale (cut to fit the CPU budget, see scripts/studies.sh): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def condition_lines(study: Study, cond: Condition, table: Table, runs: StudyRuns) -> list[str]:
+    """One condition's heading (for studies with conditions), table and sentences."""
+    lines = []
+    if cond.option:
+        tests = _test_sizes([r for a in study.arms for r in runs.runs(cond.option, a.option)])
+        n_test = f" {tests[0]:,} test images." if len(tests) == 1 else ""
+        lines += [f"#### {cond.name}", "", f"{cond.text[0].upper()}{cond.text[1:]}.{n_test}", ""]
+    lines += [*table_lines(study, table), ""]
+    return lines + [f"- {s}" for s in study.findings(cond, table, study.arms)] + [""]
+
+
+def scale_section(
+    study: Study, scale: str, runs_root: Path, docs: Path
+) -> tuple[list[str], Verdict | None]:
+    runs = load_study(runs_root / scale / study.key)
+    title = f"### {SCALES[scale]}"
+    if runs is None or not runs.all_runs:
+        return [title, "", "*Not run at this scale.*", ""], None
+    tables = build_tables(study, runs)
+    out_dir = docs / "studies" / f"{scale}-{study.key}"
+    sweep_report(runs.sweep_dirs(), out=out_dir, plot=True, echo=False)
+    link = out_dir.relative_to(docs)
+    lines = [title, "", setting_line(runs), ""]
+    if runs.unfinished:
+        lines += [
+            f"{len(runs.unfinished)} run(s) did not finish and are left out: see the report.",
+            "",
+        ]
+    for cond in study.conditions:
+        if any(runs.runs(cond.option, a.option) for a in study.arms):
+            lines += condition_lines(study, cond, tables[cond.option], runs)
+    missing = missing_line(study, runs)
+    lines += [missing, ""] if missing else []
+    if study.figure and study.figure(out_dir / "study.png", tables, runs):
+        lines += [f"![{study.title}]({link}/study.png)", ""]
+    lines += [
+        f"Mean ± sample std over seeds; [`regx report` table, runs.csv, accuracy vs ECE]({link}/report.md). "
+        "Commands (scripts/studies.sh adds `hydra/launcher=joblib`):",
+        "",
+        "```",
+        *command_lines(study, scale, runs),
+        "```",
+        "",
+    ]
+    verdict = study.verdict(tables, study.arms, max(len(_seeds(runs)), 2))
+    lines += [f"**Verdict, {SCALES[scale]}: {verdict.word}.** {verdict.reason}", ""]
+    return lines, verdict
+
+
+GPU_SECTION = [
+    "## GPU settings (not yet run)",
+    "",
+    "The presets below reproduce the papers' scale and need a GPU; none was available when "
+    "this page was generated, so they have no results here yet.",
+    "",
+    "```",
+    "# mixup paper: full CIFAR-10, PreAct ResNet-18, 200 epochs",
+    "REGX_CIFAR10=/path/to/cifar10-jpg regx train -m experiment=gpu_cifar10_preact18 "
+    "+aug=none,mixup seed=0,1,2",
+    "REGX_CIFAR10=/path/to/cifar10-jpg regx train -m experiment=gpu_cifar10_preact18 "
+    "loss=ce,gamma_ce,am_softmax seed=0,1,2",
+    "# speed recipe (airbench-style), target 94 % test accuracy",
+    "REGX_CIFAR10=/path/to/cifar10-jpg regx train experiment=cifar10_speed",
+    "```",
+    "",
+]
+
+
+def intro(minutes: int | None) -> list[str]:
+    took = f" The last regeneration took {minutes} minutes on a 2-core CPU." if minutes else ""
+    return [
+        "# Studies: each article's own claim, measured by regx",
+        "",
+        "Generated by `bash scripts/studies.sh` (every sweep below, then "
+        f"`scripts/studies_page.py`); do not edit by hand.{took}",
+        "",
+        "Every number comes from the runs' `summary.json` and `metrics.csv`. Every comparison "
+        "sentence is derived from the table above it: a difference is reported only when it "
+        "exceeds twice its standard error over seeds, |Δ| > 2·√(s₁²/n₁ + s₂²/n₂); otherwise the "
+        "two are *within seed noise*. Each claim ends in one verdict per scale: **holds** (the "
+        "comparisons it rests on go the claimed way beyond seed noise), **does not hold** (they "
+        "go the other way beyond seed noise) or **not resolved at this scale** (within seed "
+        "noise, or mixed). With 3 seeds a difference that is not there passes the rule in one "
+        f"given direction about {100 * chance_rate(3):.1f} % of the time, so a verdict resting "
+        "on one of many comparisons says how many it rests on and how many chance alone would give.",
+        "",
+        "Limits: this is CPU scale. The small CNN of `conf/model/cnn.yaml` trains for tens of "
+        "epochs on the 1,437 digits of scikit-learn (8×8 pixels) or on a stratified subset of "
+        "a few thousand CIFAR-10 training images; the articles train ResNets for hundreds of "
+        "epochs on 50,000. An effect that needs capacity, data or long training can be absent "
+        "here, and 3 seeds resolve only differences of a few standard deviations. Each "
+        "section's *Setting* line gives its sizes and epochs as the runs record them.",
+        "",
+    ]
+
+
+def summary_table(verdicts: dict[tuple[str, str], Verdict | None]) -> list[str]:
+    lines = ["| claim | " + " | ".join(SCALES.values()) + " |", "|---|" + "---|" * len(SCALES)]
+    for study in STUDIES:
+        cells = [(v.word if (v := verdicts.get((study.key, s))) else "not run") for s in SCALES]
+        lines.append(f"| {study.number}. {study.title} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def clear_generated(docs: Path) -> None:
+    """Remove the folders an earlier page generated under docs/studies/ (each holds a
+    `regx report` report.md), so that no table of a study or scale not run now survives."""
+    root = docs / "studies"
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.is_dir() and (folder / "report.md").is_file():
+                shutil.rmtree(folder)
+
+
+def page(runs_root: Path, docs: Path, started: float | None = None) -> str:
+    """The page; `started` (Unix time) makes it state the minutes from then until it is done."""
+    clear_generated(docs)
+    verdicts: dict[tuple[str, str], Verdict | None] = {}
+    body: list[str] = []
+    for study in STUDIES:
+        body += [f"## {study.number}. {study.title}", "", f"Claim: {study.claim}", ""]
+        body += [f"Rule: the claim {study.rule}.", ""]
+        for scale in SCALES:
+            lines, verdicts[(study.key, scale)] = scale_section(study, scale, runs_root, docs)
+            body += lines
+    minutes = None if started is None else math.ceil((time.time() - started) / 60)
+    return "\n".join(
+        [*intro(minutes), "## Verdicts", "", *summary_table(verdicts), *body, *GPU_SECTION]
+    )

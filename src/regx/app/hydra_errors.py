@@ -62,7 +62,8 @@ def condense(text: str) -> str:
 def error_line(held: str, args: list[str]) -> str:
     """The one line (without "error: ") for Hydra's pre-job output `held`."""
     line = condense(held)
-    for rewrite in (_unknown_key, _unknown_option, _refused_target, _folder_error, _grammar):
+    rewrites = (_unknown_key, _unknown_option, _refused_target, _unimportable_target)
+    for rewrite in (*rewrites, _folder_error, _grammar):
         better = rewrite(held, line, args)
         if better:
             return better
@@ -195,6 +196,17 @@ def _refused_target(held: str, line: str, args: list[str]) -> str | None:
     return (
         f"{key}={target}: not trusted (regx instantiates its own classes only); to use your "
         f"own class, export {TRUST_ENV}='{package}.*'"
+    )
+
+
+def _unimportable_target(held: str, line: str, args: list[str]) -> str | None:
+    """Hydra 1.3 (no execution whitelist) imports a callback's `_target_` and fails."""
+    found = re.search(r"Error locating target '([^']+)'", held)
+    if not found:
+        return None
+    return (
+        f"_target_={found.group(1)} cannot be imported: fix the name, or install the package "
+        "that holds it"
     )
 
 

@@ -58,7 +58,7 @@ done
 #                 either discriminator and weighted with random features stay);
 #   cifar noise:  the conditions other than 40 % symmetric noise, and the γ schedule
 #                 (10 epochs: the memorization regime is out of reach anyway, see
-#                 conf/budget/noise/cifar.yaml);
+#                 conf/scale/cifar.yaml's study node);
 #   cifar shift:  the class-prior shift and the tilt-1 subpops; inside the support
 #                 random / resample (pixel logreg, random features); the corruption control
 #                 with random and resample (pixel logreg) only.

@@ -101,9 +101,7 @@ def error_line(stderr: str) -> str:
     return lines[0]
 
 
-def regx_process(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen:
+def regx_process(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`python -m regx ARGS` as a child process (fault plugins importable), output captured;
     `env` adds to the environment."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}

@@ -38,7 +38,7 @@ PRESETS: dict[str, list[str]] = {
     "digits": ["dataset.test_shift=corrupt", "shift.kind=blur", "shift.severity=2"],
     "cifar": [
         "dataset=imagefolder",
-        "dataset.root=/work/shared/data/cifar10-jpg",
+        "dataset.root=${oc.env:REGX_CIFAR10,data/cifar10-jpg}",
         "dataset.subset=2000",
         "model=cnn",
         "trainer.epochs=10",

@@ -20,7 +20,7 @@ import logging
 
 import torch
 
-from regx.aug.base import MixedBatch, Mixer, mix_this_batch, random_partners
+from regx.aug.base import BetaSampler, MixedBatch, Mixer, mix_this_batch, random_partners
 from regx.errors import ConfigError, check_choice, check_range
 
 log = logging.getLogger("regx")
@@ -62,9 +62,7 @@ class Mixup(Mixer):
         self.mode = mode
         self.prob = float(prob)
         self.off_epoch = off_epoch
-        # Beta(α, α) per device, built once: constructing a distribution per step costs more
-        # than drawing from it.
-        self._beta: dict[torch.device, torch.distributions.Beta] = {}
+        self._beta = BetaSampler(self.alpha) if lam == "beta" else None
 
     def active(self, epoch: int, num_epochs: int) -> bool:
         return self.off_epoch is None or epoch < self.off_epoch
@@ -74,18 +72,10 @@ class Mixup(Mixer):
         if n is None:
             if self.lam == "uniform":
                 return float(torch.rand(()))
-            return float(self._beta_on(torch.device("cpu")).sample())
+            return self._beta.sample(None, device)
         if self.lam == "uniform":
             return torch.rand(n, device=device)
-        return self._beta_on(device).sample((n,))
-
-    def _beta_on(self, device: torch.device) -> torch.distributions.Beta:
-        beta = self._beta.get(device)
-        if beta is None:
-            alpha = torch.tensor(self.alpha, dtype=torch.float32, device=device)
-            beta = torch.distributions.Beta(alpha, alpha, validate_args=False)
-            self._beta[device] = beta
-        return beta
+        return self._beta.sample(n, device)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixedBatch | None:
         if not mix_this_batch(self.prob):

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from fault_helpers import FAST, assert_same_run, error_line, hydra_in_process, regx_process
-from regx.data import decode_progress
+from regx import progress
 from regx.data.base import DatasetSource
 from regx.data.decode import DecodeSpec, decode_images
 from regx.data.holdout import apply_holdout
@@ -263,9 +263,12 @@ def test_colour_image_after_gray_ones_is_named(tmp_path):
 
 
 # -- progress --------------------------------------------------------------------------
+DOING, DONE = "decoding 10 images of X (2 processes)", "decoded 10 images of X"
+
+
 def test_progress_is_a_bar_on_a_terminal_and_two_log_lines_otherwise(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="regx")
-    with decode_progress.DecodeProgress(10, "X", 2) as plain:
+    with progress.WorkProgress(10, "images", DOING, DONE) as plain:
         plain.advance(10)
     assert plain.bar is None
     assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
@@ -273,8 +276,8 @@ def test_progress_is_a_bar_on_a_terminal_and_two_log_lines_otherwise(monkeypatch
         "decoded 10 images of X",
     ]
     caplog.clear()
-    monkeypatch.setattr(decode_progress.Console, "is_terminal", property(lambda self: True))
-    with decode_progress.DecodeProgress(10, "X", 2) as bar:
+    monkeypatch.setattr(progress.Console, "is_terminal", property(lambda self: True))
+    with progress.WorkProgress(10, "images", DOING, DONE) as bar:
         bar.advance(4)
         assert bar.bar.tasks[0].completed == 4 and bar.bar.tasks[0].total == 10
     assert [r.getMessage().split(" in ")[0] for r in caplog.records] == ["decoded 10 images of X"]

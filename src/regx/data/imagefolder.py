@@ -29,11 +29,11 @@ import torch
 
 from regx.data.base import DatasetSource, check_subset_size, stratified_subset
 from regx.data.decode import PIL_MAX_PIXELS, DecodeSpec, decode_images, detect_channels, pool_size
-from regx.data.decode_progress import DecodeProgress
 from regx.data.decoded_cache import SplitCache, cache_key
 from regx.data.holdout import held_out_indices
 from regx.data.types import ImageData
 from regx.errors import ConfigError, DataError, check
+from regx.progress import WorkProgress
 
 log = logging.getLogger("regx")
 
@@ -225,7 +225,12 @@ class ImageFolder(DatasetSource):
 
     def _decode(self, paths: list[Path], spec: DecodeSpec, what: str) -> np.ndarray:
         workers = pool_size(len(paths))
-        with DecodeProgress(len(paths), what, workers) as progress:
+        how = f"{workers} processes" if workers > 1 else "1 process"
+        doing, done = (
+            f"decoding {len(paths)} images of {what} ({how})",
+            f"decoded {len(paths)} images of {what}",
+        )
+        with WorkProgress(len(paths), "images", doing, done) as progress:
             return decode_images([str(p) for p in paths], spec, workers, progress.advance)
 
     def _warn_flip_on_gray(self, spec: DecodeSpec) -> None:

@@ -1,5 +1,6 @@
-"""Progress of a long decode: a rich bar (count, rate, ETA) when stderr is a terminal, else
-one log line at the start and one at the end, so CI logs and error output stay clean."""
+"""Progress of long work (decoding, discriminator folds, evaluation sweeps, reports over many
+runs): a rich bar (count, rate, ETA) when stderr is a terminal, else one log line at the
+start and one at the end, so CI logs and error output stay clean."""
 
 from __future__ import annotations
 
@@ -20,19 +21,24 @@ from rich.progress import (
 log = logging.getLogger("regx")
 
 
-class DecodeProgress:
-    """`with DecodeProgress(n, what, workers) as p: ... p.advance(k) ...`."""
+class WorkProgress:
+    """`with WorkProgress(n, "images", doing, done) as p: … p.advance(k) …`.
 
-    def __init__(self, total: int, what: str, workers: int) -> None:
-        self.total, self.what, self.workers = total, what, workers
+    `doing` is the start line and the bar's label ("decoding 10 images of X"), `done` the
+    start of the end line, to which the time and the rate of `unit` per second are added
+    ("decoded 10 images of X in 1.2 s (8 images/s)").
+    """
+
+    def __init__(self, total: int, unit: str, doing: str, done: str) -> None:
+        self.total, self.unit, self.doing, self.done_line = total, unit, doing, done
         console = Console(stderr=True)
         self.bar = (
             Progress(
-                TextColumn(f"decoding {what}"),
+                TextColumn(doing),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TaskProgressColumn(),
-                TextColumn("{task.fields[rate]} images/s"),
+                TextColumn("{task.fields[rate]} " + unit + "/s"),
                 TimeRemainingColumn(),
                 console=console,
                 transient=True,
@@ -44,21 +50,20 @@ class DecodeProgress:
         self.started = 0.0
         self.done = 0
 
-    def __enter__(self) -> DecodeProgress:
+    def __enter__(self) -> WorkProgress:
         self.started = time.perf_counter()
-        how = f"{self.workers} processes" if self.workers > 1 else "1 process"
         if self.bar is None:
-            log.info("decoding %d images of %s (%s)", self.total, self.what, how)
+            log.info("%s", self.doing)
         else:
             self.bar.start()
-            self.task = self.bar.add_task("decode", total=self.total, rate="-")
+            self.task = self.bar.add_task(self.doing, total=self.total, rate="-")
         return self
 
-    def advance(self, images: int) -> None:
-        self.done += images
+    def advance(self, count: int = 1) -> None:
+        self.done += count
         if self.bar is not None:
             rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-            self.bar.update(self.task, advance=images, rate=f"{rate:.0f}")
+            self.bar.update(self.task, advance=count, rate=f"{rate:.3g}")
 
     def __exit__(
         self,
@@ -71,9 +76,9 @@ class DecodeProgress:
         if exc_type is None:
             seconds = time.perf_counter() - self.started
             log.info(
-                "decoded %d images of %s in %.1f s (%.0f images/s)",
-                self.total,
-                self.what,
+                "%s in %.1f s (%.0f %s/s)",
+                self.done_line,
                 seconds,
-                self.total / max(seconds, 1e-9),
+                self.done / max(seconds, 1e-9),
+                self.unit,
             )

@@ -61,6 +61,8 @@ CASES = [
     ),
     (["trainer.resume=maybe"], 2, "trainer.resume=maybe: must be one of auto, never"),
     (["trainer.grad_clip=0"], 2, "trainer.grad_clip=0.0: must be in (0, inf)"),
+    (["trainer.early_stop=0"], 2, "trainer.early_stop=0: must be in [1, inf)"),
+    (["trainer.num_workers=-1"], 2, "trainer.num_workers=-1: must be in [0, inf)"),
     # top level
     (["seed=-1"], 2, "seed=-1: must be a non-negative integer"),
     (["seed=abc"], 2, "seed=abc: must be a non-negative integer"),
@@ -111,11 +113,21 @@ CASES = [
     (["loss=focal", "loss.gamma=-1"], 2, "loss.gamma=-1: must be in [0, inf)"),
     (["+aug=mixup", "aug.alpha=0"], 2, "aug.alpha=0: must be in (0, inf)"),
     (["+aug=samplepairing", "aug.prob=2"], 2, "aug.prob=2: must be in [0, 1]"),
+    (["+aug=cutout", "aug.holes=0"], 2, "aug.holes=0: must be an integer ≥ 1"),
+    (
+        ["loss=am_softmax", "loss.margin_warmup=-1"],
+        2,
+        "loss.margin_warmup=-1: must be an integer ≥ 0 (epochs)",
+    ),
+    # data: the constructor's declared ranges
+    (["dataset.num_train=0"], 2, "dataset.num_train=0: must be in [1, inf)"),
+    (["dataset.num_classes=1"], 2, "dataset.num_classes=1: must be in [2, inf)"),
     # model: constructor ranges and annotation types
     (["model.dropout=1.0"], 2, "model.dropout=1.0: must be in [0, 1)"),
     (["model.widths=abc"], 2, "model.widths=abc: must be a list of integers"),
     (["model=wrn", "model.depth=abc"], 2, "model.depth=abc: must be an integer"),
     (["model=resnet", "model.depth=20"], 2, "model.depth=20: must be one of 10, 18, 34"),
+    (["model=resnet", "model.width=0"], 2, "model.width=0: must be in [1, inf)"),
     (
         ["+model.foo=1"],
         2,

@@ -153,11 +153,14 @@ def test_list_group_shows_each_parameter_with_type_default_and_comment(capsys, m
     comment = {
         ln.split(":")[0]: ln.split("#", 1)[1].strip() for ln in yaml_lines.splitlines() if "#" in ln
     }
-    assert rows["loss.gamma"] == ["a number", "0.1", comment["gamma"]]
+    # the type with the range the constructor checks (its `Range` annotation)
+    assert rows["loss.gamma"] == ["a number in [0, 1]", "0.1", comment["gamma"]]
+    assert rows["loss.s"][:2] == ["a number in (0, ∞)", "30.0"]  # am_softmax
+    assert rows["loss.margin_every"][:2] == ["an integer ≥ 1 (epochs)", "5"]
     schedules = typing.get_args(typing.get_type_hints(GammaCrossEntropy.__init__)["schedule"])
     assert rows["loss.schedule"][:2] == ["one of " + ", ".join(schedules), "constant"]
-    assert rows["loss.gamma_end"][:2] == ["a number or null", "null"]
-    assert rows["loss.epsilon"][:2] == ["a number", "0.1"]  # label_smoothing
+    assert rows["loss.gamma_end"][:2] == ["a number in [0, 1] or null", "null"]
+    assert rows["loss.epsilon"][:2] == ["a number in [0, 1)", "0.1"]  # label_smoothing
     # each option: its class, then the first sentence of the class's (or module's) docstring
     lines = text.splitlines()
     head = lines.index("loss=gamma_ce  (GammaCrossEntropy)")
@@ -172,8 +175,14 @@ def test_list_reads_settings_classes_and_nested_tracker_nodes(capsys, monkeypatc
     assert print_catalog("trainer") == 0
     rows = _table_rows(capsys.readouterr().out, "trainer.")
     # trainer has no _target_: its types and comments come from TrainerSettings
-    assert rows["trainer.optimizer.momentum"] == ["a number", "0.9", "SGD momentum; AdamW's beta1"]
-    assert rows["trainer.threads"] == ["an integer or null", "null", "null: all cores"]
+    # and their limits from regx.config.schema.TRAINER_LIMITS, which validate_trainer checks
+    assert rows["trainer.optimizer.momentum"] == [
+        "a number in [0, 1)",
+        "0.9",
+        "SGD momentum; AdamW's beta1",
+    ]
+    assert rows["trainer.threads"] == ["an integer ≥ 1 or null", "null", "null: all cores"]
+    assert rows["trainer.monitor"][:2] == ["one of val_acc, val_loss, val_ece", "val_acc"]
     assert rows["trainer.scheduler.milestones"][:2] == ["a list of numbers", "[0.5, 0.75]"]
     assert print_catalog("logger") == 0
     rows = _table_rows(capsys.readouterr().out, "logger.")

@@ -48,6 +48,28 @@ def _options(
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def _complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
+    """TAB on an override: config groups, their options and keys, read from conf/."""
+    import os
+
+    from regx.config.completion import bash_at_equals, complete_override
+
+    done = list(ctx.params.get("overrides") or ())
+    if bash_at_equals(os.environ):  # bash's `loss`, `=` with the `=` dropped by click
+        done.append("=")
+    return complete_override(done, incomplete)
+
+
+# Everything Hydra reads, in order: overrides, and flags such as -m, --cfg job, --info
+OVERRIDES = typer.Argument(
+    None,
+    help="Hydra overrides and flags, e.g. loss=gamma_ce +aug=mixup -m seed=0,1,2.",
+    autocompletion=_complete_overrides,
+    metavar="OVERRIDES",
+    show_default=False,
+)
+
+
 TRAIN_HELP = (
     "Train one run, or a sweep with -m.\n\n"
     "Everything after `train` goes to Hydra: overrides such as `loss=gamma_ce loss.gamma=0.5` "
@@ -61,6 +83,7 @@ TRAIN_HELP = (
 @app.command(context_settings=PASS_THROUGH, help=TRAIN_HELP)
 def train(
     ctx: typer.Context,
+    overrides: list[str] | None = OVERRIDES,
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this directory from its last checkpoint."
     ),
@@ -69,7 +92,7 @@ def train(
     with command_body():
         from regx.app.hydra_task import run_hydra
 
-        code = run_hydra(list(ctx.args), resume=resume)
+        code = run_hydra([*(overrides or []), *ctx.args], resume=resume)
     raise typer.Exit(code)
 
 
@@ -134,6 +157,7 @@ def report(
 def evaluate(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="The run directory (holds .hydra/ and checkpoints/)."),
+    overrides: list[str] | None = OVERRIDES,
     corruptions: str | None = typer.Option(
         None, help="Every corruption at every severity: `all`, or kinds such as noise,jpeg."
     ),
@@ -163,7 +187,8 @@ def evaluate(
 
             check_run_files(run_dir)
             extra = RobustnessRequest(corruptions, severities, attack, eps, steps, retrieval)
-            out, summary = evaluate_run(run_dir, list(ctx.args), robustness=extra)
+            args = [*(overrides or []), *ctx.args]
+            out, summary = evaluate_run(run_dir, args, robustness=extra)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None

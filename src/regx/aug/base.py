@@ -32,11 +32,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 
+from regx.params import Range
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# The keys every mixer shares: one λ per batch or per sample, the fraction of batches mixed,
+# the epoch mixing stops at (null: never).
+MixMode = Literal["batch", "elem"]
+Probability = Annotated[float, Range(0, 1)]
+Concentration = Annotated[float, Range(0, None, lo_open=True)]  # Beta(α, α) needs α > 0
+OffEpoch = Annotated[int | None, Range(1, integer=True)]
 
 
 @dataclass

@@ -25,23 +25,18 @@ import torch
 
 from regx.aug.base import (
     BetaSampler,
+    Concentration,
     MixedBatch,
     Mixer,
+    MixMode,
+    OffEpoch,
+    Probability,
     box_mask,
     box_span,
     mix_this_batch,
     random_partners,
 )
-from regx.errors import ConfigError, check_choice, check_range
-
-MODES = ("batch", "elem")
-
-
-def check_off_epoch(off_epoch: int | None) -> None:
-    if off_epoch is not None and (
-        isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 1
-    ):
-        raise ConfigError("off_epoch", off_epoch, "must be an integer ≥ 1 or null")
+from regx.params import check_params
 
 
 def paste_box_batch(
@@ -82,17 +77,14 @@ def paste_box_elem(
 class CutMix(Mixer):
     name = "cutmix"
 
+    @check_params
     def __init__(
         self,
-        alpha: float = 1.0,
-        mode: str = "batch",
-        prob: float = 1.0,
-        off_epoch: int | None = None,
+        alpha: Concentration = 1.0,
+        mode: MixMode = "batch",
+        prob: Probability = 1.0,
+        off_epoch: OffEpoch = None,
     ) -> None:
-        check_range("alpha", alpha, 0, None, lo_open=True)
-        check_choice("mode", mode, MODES)
-        check_range("prob", prob, 0, 1)
-        check_off_epoch(off_epoch)
         self.alpha = float(alpha)
         self.mode = mode
         self.prob = float(prob)

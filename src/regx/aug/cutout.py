@@ -17,12 +17,21 @@ fraction of each image's pixels kept (1 − erased area / (H·W)): a float in ba
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from regx.aug.base import MixedBatch, Mixer, box_mask, box_span, mix_this_batch
-from regx.errors import ConfigError, check_choice, check_range
-
-MODES = ("batch", "elem")
+from regx.aug.base import (
+    MixedBatch,
+    Mixer,
+    MixMode,
+    Probability,
+    box_mask,
+    box_span,
+    mix_this_batch,
+)
+from regx.errors import ConfigError
+from regx.params import Range, check_params
 
 
 def check_size(size: int | float) -> None:
@@ -46,14 +55,15 @@ def square_sides(size: int | float, h: int, w: int) -> tuple[int, int]:
 class Cutout(Mixer):
     name = "cutout"
 
+    @check_params
     def __init__(
-        self, size: int | float = 0.5, holes: int = 1, mode: str = "elem", prob: float = 1.0
+        self,
+        size: int | float = 0.5,
+        holes: Annotated[int, Range(1, integer=True)] = 1,
+        mode: MixMode = "elem",
+        prob: Probability = 1.0,
     ) -> None:
         check_size(size)
-        if isinstance(holes, bool) or not isinstance(holes, int) or holes < 1:
-            raise ConfigError("holes", holes, "must be an integer ≥ 1")
-        check_choice("mode", mode, MODES)
-        check_range("prob", prob, 0, 1)
         self.size = size
         self.holes = holes
         self.mode = mode

@@ -20,13 +20,23 @@ so with one point the λ and π equal mixup's for the same seed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from regx.aug.base import HiddenMix, MixedBatch, mix_this_batch, random_partners
+from regx.aug.base import (
+    Concentration,
+    HiddenMix,
+    MixedBatch,
+    MixMode,
+    OffEpoch,
+    Probability,
+    mix_this_batch,
+    random_partners,
+)
 from regx.aug.mixup import Mixup
 from regx.errors import ConfigError
+from regx.params import check_params
 
 MIXABLE_MODELS = "model=cnn, mlp, resnet, wrn or airnet"
 
@@ -49,13 +59,14 @@ def check_layers(layers: list[int] | None) -> None:
 class ManifoldMixup(Mixup):
     name = "manifold_mixup"
 
+    @check_params
     def __init__(
         self,
-        lam: str = "beta",
-        alpha: float = 2.0,
-        mode: str = "batch",
-        prob: float = 1.0,
-        off_epoch: int | None = None,
+        lam: Literal["uniform", "beta"] = "beta",
+        alpha: Concentration = 2.0,
+        mode: MixMode = "batch",
+        prob: Probability = 1.0,
+        off_epoch: OffEpoch = None,
         layers: list[int] | None = None,
     ) -> None:
         super().__init__(lam=lam, alpha=alpha, mode=mode, prob=prob, off_epoch=off_epoch)

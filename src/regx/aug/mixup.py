@@ -17,16 +17,24 @@ null mixes every epoch.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import torch
 
-from regx.aug.base import BetaSampler, MixedBatch, Mixer, mix_this_batch, random_partners
-from regx.errors import ConfigError, check_choice, check_range
+from regx.aug.base import (
+    BetaSampler,
+    Concentration,
+    MixedBatch,
+    Mixer,
+    MixMode,
+    OffEpoch,
+    Probability,
+    mix_this_batch,
+    random_partners,
+)
+from regx.params import check_params
 
 log = logging.getLogger("regx")
-
-LAM_DISTRIBUTIONS = ("uniform", "beta")
-MODES = ("batch", "elem")
 
 
 def mix_inputs(x: torch.Tensor, lam: float | torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
@@ -39,22 +47,15 @@ def mix_inputs(x: torch.Tensor, lam: float | torch.Tensor, partners: torch.Tenso
 class Mixup(Mixer):
     name = "mixup"
 
+    @check_params
     def __init__(
         self,
-        lam: str = "beta",
-        alpha: float = 1.0,
-        mode: str = "batch",
-        prob: float = 1.0,
-        off_epoch: int | None = None,
+        lam: Literal["uniform", "beta"] = "beta",
+        alpha: Concentration = 1.0,
+        mode: MixMode = "batch",
+        prob: Probability = 1.0,
+        off_epoch: OffEpoch = None,
     ) -> None:
-        check_choice("lam", lam, LAM_DISTRIBUTIONS)
-        check_range("alpha", alpha, 0, None, lo_open=True)
-        check_choice("mode", mode, MODES)
-        check_range("prob", prob, 0, 1)
-        if off_epoch is not None and (
-            isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 1
-        ):
-            raise ConfigError("off_epoch", off_epoch, "must be an integer ≥ 1 or null")
         if lam == "uniform" and alpha != 1.0:
             log.warning("aug.alpha=%s is ignored with aug.lam=uniform (that is Beta(1, 1))", alpha)
         self.lam = lam

@@ -13,32 +13,33 @@ from __future__ import annotations
 
 import torch
 
-from regx.aug.base import MixedBatch, Mixer, mix_this_batch
-from regx.aug.cutmix import CutMix, check_off_epoch
+from regx.aug.base import (
+    Concentration,
+    MixedBatch,
+    Mixer,
+    MixMode,
+    OffEpoch,
+    Probability,
+    mix_this_batch,
+)
+from regx.aug.cutmix import CutMix
 from regx.aug.mixup import Mixup
-from regx.errors import check_choice, check_range
-
-MODES = ("batch", "elem")
+from regx.params import check_params
 
 
 class MixupCutMix(Mixer):
     name = "mixup_cutmix"
 
+    @check_params
     def __init__(
         self,
-        mixup_alpha: float = 0.8,
-        cutmix_alpha: float = 1.0,
-        switch_prob: float = 0.5,
-        mode: str = "batch",
-        prob: float = 1.0,
-        off_epoch: int | None = None,
+        mixup_alpha: Concentration = 0.8,
+        cutmix_alpha: Concentration = 1.0,
+        switch_prob: Probability = 0.5,
+        mode: MixMode = "batch",
+        prob: Probability = 1.0,
+        off_epoch: OffEpoch = None,
     ) -> None:
-        check_range("mixup_alpha", mixup_alpha, 0, None, lo_open=True)
-        check_range("cutmix_alpha", cutmix_alpha, 0, None, lo_open=True)
-        check_range("switch_prob", switch_prob, 0, 1)
-        check_choice("mode", mode, MODES)
-        check_range("prob", prob, 0, 1)
-        check_off_epoch(off_epoch)
         self.mixup_alpha = float(mixup_alpha)
         self.cutmix_alpha = float(cutmix_alpha)
         self.switch_prob = float(switch_prob)

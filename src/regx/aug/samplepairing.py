@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
-from regx.aug.base import MixedBatch, Mixer, mix_this_batch, random_partners
-from regx.errors import ConfigError, check_range
+from regx.aug.base import MixedBatch, Mixer, Probability, mix_this_batch, random_partners
+from regx.params import Range, check_params
 
 log = logging.getLogger("regx")
 
@@ -56,29 +56,27 @@ def default_schedule(num_epochs: int) -> Schedule:
     return Schedule(start_epoch=edge, on_epochs=4 * off, off_epochs=off, final_off_epochs=edge)
 
 
-def _check_epochs(key: str, value: int | None, lowest: int) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-        raise ConfigError(key, value, f"must be an integer ≥ {lowest} or null (scaled to the run)")
+def _epochs(lowest: int) -> Range:
+    """A schedule key: epochs, null for the default scaled to the run."""
+    return Range(lowest, integer=True, note="scaled to the run")
+
+
+Epochs = Annotated[int | None, _epochs(0)]
+PositiveEpochs = Annotated[int | None, _epochs(1)]
 
 
 class SamplePairing(Mixer):
     name = "samplepairing"
 
+    @check_params
     def __init__(
         self,
-        start_epoch: int | None = None,
-        on_epochs: int | None = None,
-        off_epochs: int | None = None,
-        final_off_epochs: int | None = None,
-        prob: float = 1.0,
+        start_epoch: Epochs = None,
+        on_epochs: PositiveEpochs = None,
+        off_epochs: Epochs = None,
+        final_off_epochs: Epochs = None,
+        prob: Probability = 1.0,
     ) -> None:
-        _check_epochs("start_epoch", start_epoch, 0)
-        _check_epochs("on_epochs", on_epochs, 1)
-        _check_epochs("off_epochs", off_epochs, 0)
-        _check_epochs("final_off_epochs", final_off_epochs, 0)
-        check_range("prob", prob, 0, 1)
         self.start_epoch = start_epoch
         self.on_epochs = on_epochs
         self.off_epochs = off_epochs

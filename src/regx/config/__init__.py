@@ -1,11 +1,13 @@
 """Hydra composition, structured-config validation, and the Hydra task that runs the engine."""
 
+from __future__ import annotations
+
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
-
-from regx.config.hydra_compat import register_resolver
+if TYPE_CHECKING:  # importing the package (e.g. for shell completion) must not load Hydra
+    from omegaconf import DictConfig
 
 
 def register_resolvers() -> None:
@@ -16,6 +18,8 @@ def register_resolvers() -> None:
     (also in joblib workers, which receive the resolver cache with the config) sees the
     launcher's pid.
     """
+    from regx.config.hydra_compat import register_resolver
+
     register_resolver("regx_pid", lambda: os.getpid())
 
 

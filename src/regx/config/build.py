@@ -24,6 +24,7 @@ from regx.config.schema import validate_analysis, validate_top_level, validate_t
 from regx.config.suggest import closest
 from regx.engine.spec import RunSpec
 from regx.errors import ConfigError, UserError, check
+from regx.params import declared_hints
 
 RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
 
@@ -92,34 +93,10 @@ def _accepted_names(target: Any) -> set[str] | None:
 
 
 def _init_hints(target: Any) -> dict[str, Any]:
-    """Parameter annotations of `target` (a class: its `__init__`s along `**kwargs` forwarding).
-
-    A subclass's annotation wins over its base's; annotations that cannot be evaluated are
-    left out (their values are then checked by the constructor alone).
-    """
-    functions = []
-    if inspect.isclass(target):
-        for cls in target.__mro__:
-            if cls is object or (not cls.__module__.startswith("regx") and cls is not target):
-                break
-            init = cls.__dict__.get("__init__")
-            if init is None:
-                continue
-            functions.append(init)
-            if not any(
-                p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()
-            ):
-                break
-    elif callable(target):
-        functions.append(target)
-    hints: dict[str, Any] = {}
-    for fn in reversed(functions):
-        try:
-            hints.update(typing.get_type_hints(fn))
-        except (NameError, TypeError, AttributeError):  # an unresolvable forward reference
-            continue
-    hints.pop("return", None)
-    return hints
+    """Parameter annotations of `target` (a class: its `__init__`s along `**kwargs` forwarding),
+    bare types only: a subclass's annotation wins over its base's; annotations that cannot be
+    evaluated are left out (their values are then checked by the constructor alone)."""
+    return declared_hints(target, extras=False)
 
 
 def _matches(value: Any, hint: Any) -> bool:

@@ -3,8 +3,10 @@
 `regx list` names every group's options with the first line of each YAML's header comment
 (no torch import). `regx list GROUP` shows each option's class with its docstring's first
 line, and each parameter as the user overrides it (`loss.gamma`) with its type (the
-constructor's annotation, which the config check enforces: regx.config.build), its default
-and the YAML line's comment.
+constructor's annotation, which the config check enforces: regx.config.build) and its
+allowed values (the annotation's `Range` or choices, which the constructor checks:
+regx.params; for the trainer, regx.config.schema.TRAINER_LIMITS), its default and the YAML
+line's comment.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import importlib
 import inspect
 import re
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, is_dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from rich.console import Console
@@ -22,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from regx.config.paths import config_dir
+from regx.params import Choice, Limit, Range, declared_hints, limit_of
 
 GROUPS = (
     "dataset",
@@ -40,8 +45,10 @@ GROUPS = (
     "hydra/launcher",
     "hydra/sweeper",
 )
-# Groups validated against a settings dataclass instead of a `_target_` class.
+# Groups validated against a settings dataclass instead of a `_target_` class, and the
+# limits their check enforces (dotted key below the group → Range or Choice).
 SCHEMAS = {"trainer": "regx.engine.settings.TrainerSettings"}
+SCHEMA_LIMITS = {"trainer": "regx.config.schema.TRAINER_LIMITS"}
 
 _KEY_LINE = re.compile(r"^(\s*)([A-Za-z_][\w\-]*)\s*:(.*)$")
 
@@ -79,9 +86,13 @@ def _trailing_comment(rest: str) -> tuple[str, str]:
 
 
 def _first_sentence(lines: list[str]) -> str:
+    """Up to the first ". " outside brackets: "(Wang et al. 2018)" does not end a sentence."""
     text = " ".join(lines).strip()
-    end = text.find(". ")
-    return text[: end + 1] if end >= 0 else text
+    for match in re.finditer(r"\. ", text):
+        before = text[: match.start()]
+        if before.count("(") == before.count(")"):
+            return before + "."
+    return text
 
 
 def yaml_comments(text: str) -> dict[str, str]:
@@ -226,30 +237,45 @@ def _field_comments(cls: Any) -> dict[str, str]:
 
 
 def _hint(cls: Any, dotted: str) -> tuple[Any, str]:
-    """(annotation, field comment) of `dotted` below a class, nested dataclasses followed;
-    (None, "") where there is none."""
-    from regx.config.build import _init_hints
-
+    """(annotation with its `Annotated` limit, field comment) of `dotted` below a class,
+    nested dataclasses followed; (None, "") where there is none."""
     hint: Any = None
     comment = ""
     for part in dotted.split("."):
         if cls is None:
             return None, ""
-        hint = _init_hints(cls).get(part)
+        hint = declared_hints(cls).get(part)
         comment = _field_comments(cls).get(part, "") if is_dataclass(cls) else ""
         cls = hint if is_dataclass(hint) else None
     return hint, comment
 
 
-def type_text(hint: Any) -> str:
-    """How `regx list` names an annotation: `_describe`'s words, the same the check uses."""
-    from regx.config.build import _describe
+def _words(hint: Any, limit: Limit | None) -> str:
+    from regx.config.build import _describe  # imports Hydra: only for `regx list GROUP`
 
+    if typing.get_origin(hint) is Annotated:
+        return _words(typing.get_args(hint)[0], limit)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_words(a, limit) for a in typing.get_args(hint))
+    if isinstance(limit, Range) and hint in (int, float):
+        return f"{_describe(hint)} {limit.text()}"
+    if isinstance(limit, Choice) and hint is not type(None):
+        return limit.text()
+    return _describe(hint)
+
+
+def type_text(hint: Any, limit: Limit | None = None) -> str:
+    """How `regx list` names an annotation: `_describe`'s words (those of the config check)
+    with the declared range or choices (those the constructor checks): `a number in (0, ∞)`,
+    `an integer ≥ 1 or null`, `one of batch, elem`. `limit` is one declared apart from the
+    annotation (a settings field's)."""
     if hint is None:
         return ""
     if hint is Any:
         return "any value"
-    return _describe(hint)
+    limit = limit or limit_of(hint)
+    text = _words(hint, limit)
+    return f"{text} ({limit.note})" if isinstance(limit, Range) and limit.note else text
 
 
 def option_class(group: str, option: Option) -> Any:
@@ -270,9 +296,9 @@ def option_doc(cls: Any) -> str:
     return ""
 
 
-def param_info(cls: Any, option: Option, param: Param) -> tuple[str, str]:
-    """(type, description) of a parameter: the annotation in words, and the YAML comment
-    (else the settings field's comment)."""
+def param_info(cls: Any, option: Option, param: Param, group: str = "") -> tuple[str, str]:
+    """(type, description) of a parameter: the annotation and its limit in words, and the
+    YAML comment (else the settings field's comment)."""
     key = param.key
     if cls is None:
         return "", param.comment
@@ -281,7 +307,8 @@ def param_info(cls: Any, option: Option, param: Param) -> tuple[str, str]:
             return "", param.comment
         key = key[len(option.target_key) + 1 :]
     hint, field_comment = _hint(cls, key)
-    return type_text(hint), param.comment or field_comment
+    limits = _import(SCHEMA_LIMITS[group]) if group in SCHEMA_LIMITS and not option.target else {}
+    return type_text(hint, (limits or {}).get(key)), param.comment or field_comment
 
 
 # -- printing ----------------------------------------------------------------------------------
@@ -332,7 +359,7 @@ def _print_option(console: Console, group: str, option: Option) -> None:
     if not option.params:
         table.add_row("(no parameters)", "", "", "")
     for param in option.params:
-        kind, text = param_info(cls, option, param)
+        kind, text = param_info(cls, option, param, group)
         cells = (prefix + param.key, kind or "—", show_default(param.default), text or "—")
         table.add_row(*(Text(c) for c in cells))
     console.print(table)

@@ -13,6 +13,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from regx.engine.settings import MONITORS, AnalysisSettings, TrainerSettings
 from regx.errors import ConfigError, check, check_choice, check_range
+from regx.params import Choice, Limit, Range
 
 _TYPE_WORDS = {
     "Integer": "must be an integer",
@@ -44,32 +45,51 @@ def _typed(schema_cls: type, node: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix}.{e.full_key}", value, words) from None
 
 
-def _opt_range(key: str, value: Any, lo: float) -> None:
-    if value is not None:
-        check_range(key, value, lo)
+# What each trainer key allows, by its dotted name below `trainer`: validate_trainer checks
+# these and `regx list trainer` shows them (a null passes where the field allows one).
+TRAINER_LIMITS: dict[str, Limit] = {
+    "epochs": Range(1),
+    "eval_batch_size": Range(1),
+    "optimizer.name": Choice(("sgd", "adamw")),
+    "optimizer.lr": Range(0, lo_open=True),
+    "optimizer.momentum": Range(0, 1, hi_open=True),
+    "optimizer.weight_decay": Range(0),
+    "scheduler.name": Choice(("cosine", "multistep", "onecycle", "none")),
+    "scheduler.gamma": Range(0, 1, lo_open=True),
+    "scheduler.min_lr_ratio": Range(0, 1),
+    "precision": Choice(("32", "bf16", "16")),
+    "num_workers": Range(0),
+    "data_on_device": Choice(("auto", "always", "never")),
+    "threads": Range(1),
+    "monitor": Choice(MONITORS),
+    "early_stop": Range(1),
+    "resume": Choice(("auto", "never")),
+    "grad_clip": Range(0, lo_open=True),
+    "nan_check_every": Range(1),
+}
+
+
+def _field(settings: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        settings = getattr(settings, part)
+    return settings
 
 
 def validate_trainer(node: DictConfig | dict) -> TrainerSettings:
     s: TrainerSettings = _typed(TrainerSettings, node, "trainer")
     p = "trainer"
-    check_range(f"{p}.epochs", s.epochs, 1)
+    for key, limit in TRAINER_LIMITS.items():
+        value = _field(s, key)
+        if value is not None:  # the schema let a null through only where it is allowed
+            limit.check(f"{p}.{key}", value)
     check(
         s.batch_size >= 2,
         f"{p}.batch_size",
         s.batch_size,
         "must be at least 2 (batch norm needs two images per training batch)",
     )
-    check_range(f"{p}.eval_batch_size", s.eval_batch_size, 1)
-    o = s.optimizer
-    check_choice(f"{p}.optimizer.name", o.name, ("sgd", "adamw"))
-    check_range(f"{p}.optimizer.lr", o.lr, 0, lo_open=True)
-    check_range(f"{p}.optimizer.momentum", o.momentum, 0, 1, hi_open=True)
-    check_range(f"{p}.optimizer.weight_decay", o.weight_decay, 0)
     sc = s.scheduler
-    check_choice(f"{p}.scheduler.name", sc.name, ("cosine", "multistep", "onecycle", "none"))
     check_range(f"{p}.scheduler.warmup_epochs", sc.warmup_epochs, 0, s.epochs)
-    check_range(f"{p}.scheduler.gamma", sc.gamma, 0, 1, lo_open=True)
-    check_range(f"{p}.scheduler.min_lr_ratio", sc.min_lr_ratio, 0, 1)
     for m in sc.milestones:
         check(
             m > 0,
@@ -83,16 +103,6 @@ def validate_trainer(node: DictConfig | dict) -> TrainerSettings:
         s.device,
         "must be auto, cpu, mps, cuda or cuda:N",
     )
-    check_choice(f"{p}.precision", s.precision, ("32", "bf16", "16"))
-    check_range(f"{p}.num_workers", s.num_workers, 0)
-    check_choice(f"{p}.data_on_device", s.data_on_device, ("auto", "always", "never"))
-    _opt_range(f"{p}.threads", s.threads, 1)
-    check_choice(f"{p}.monitor", s.monitor, MONITORS)
-    _opt_range(f"{p}.early_stop", s.early_stop, 1)
-    check_choice(f"{p}.resume", s.resume, ("auto", "never"))
-    if s.grad_clip is not None:
-        check_range(f"{p}.grad_clip", s.grad_clip, 0, lo_open=True)
-    check_range(f"{p}.nan_check_every", s.nan_check_every, 1)
     return s
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from regx.data.label_noise import apply_label_noise, parse_label_noise
 from regx.data.shift import MODES as TEST_SHIFTS
 from regx.data.shift import Shift
 from regx.data.types import Augment, ImageData
-from regx.errors import ConfigError, check, check_choice, check_range
+from regx.errors import ConfigError, check, check_range
+from regx.params import Choice, Range, check_params
 
 
 class DatasetSource:
@@ -39,17 +40,18 @@ class DatasetSource:
 
     name = "dataset"
 
+    @check_params
     def __init__(
         self,
         root: str | None = None,
-        num_classes: int | None = None,
-        image_size: int | None = None,
+        num_classes: Annotated[int | None, Range(2)] = None,
+        image_size: Annotated[int | None, Range(1)] = None,
         channels: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         train_augment: dict[str, Any] | None = None,
         subset: int | None = None,
-        test_shift: str = "none",
+        test_shift: Annotated[str, Choice(TEST_SHIFTS)] = "none",
         download: bool = True,
         label_noise: dict[str, Any] | None = None,
         holdout_classes: Any = None,  # null | int k | list of indices/names: see data/holdout
@@ -67,14 +69,9 @@ class DatasetSource:
         self.subset = subset
         self.test_shift = test_shift
         self.download = download
-        check_choice("test_shift", test_shift, TEST_SHIFTS)
         self.label_noise = parse_label_noise(label_noise)
         self.holdout_classes = parse_holdout(holdout_classes)
         self.shift = Shift()
-        if num_classes is not None:
-            check_range("num_classes", num_classes, 2)
-        if image_size is not None:
-            check_range("image_size", image_size, 1)
         if channels is not None:
             check(channels in (1, 3), "channels", channels, "must be 1 or 3")
         check_range("train_augment.crop_padding", self.augment.crop_padding, 0)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from regx.data.corruptions import KINDS, corrupt
 from regx.data.subpop import SCORES, subpop_indices
 from regx.data.types import ImageData
 from regx.errors import check, check_choice, check_range
+from regx.params import Choice, Range, check_params
 
 MODES = ("none", "prior", "corrupt", "subpop")
 # Mixed into the seed so the shift's draws are independent of the subset/split draws.
@@ -66,27 +68,18 @@ def corrupted_copies(
 class Shift:
     """The `shift:` settings; `apply(data, mode, seed)` shifts the test set of `data`."""
 
+    @check_params
     def __init__(
         self,
-        kind: str = "noise",
-        severity: int = 3,
-        strength: float = 0.8,
-        score: str = "brightness",
+        kind: Annotated[str, Choice(KINDS)] = "noise",
+        severity: Annotated[int, Range(1, 5, integer=True)] = 3,
+        strength: Annotated[float, Range(0, 1, hi_open=True)] = 0.8,
+        score: Annotated[str, Choice(SCORES)] = "brightness",
         tilt: float = 2.0,
-        keep: float = 0.5,
+        keep: Annotated[float, Range(0, 1, lo_open=True)] = 0.5,
     ) -> None:
-        check_choice("kind", kind, KINDS)
-        check(
-            isinstance(severity, int) and not isinstance(severity, bool) and 1 <= severity <= 5,
-            "severity",
-            severity,
-            "must be an integer in [1, 5]",
-        )
-        check_range("strength", strength, 0, 1, hi_open=True)
-        check_choice("score", score, SCORES)
         check_range("tilt", tilt)
         check(math.isfinite(tilt), "tilt", tilt, "must be a finite number")
-        check_range("keep", keep, 0, 1, lo_open=True)
         self.kind, self.severity, self.strength = kind, severity, float(strength)
         self.score, self.tilt, self.keep = score, float(tilt), float(keep)
 

@@ -6,21 +6,24 @@ pure function of (`data_seed`, sizes), so tests get the same images every time.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from regx.data.base import DatasetSource
 from regx.data.types import ImageData
-from regx.errors import check_range
+from regx.params import Range, check_params
 
 
 class Synthetic(DatasetSource):
     name = "synthetic"
 
+    @check_params
     def __init__(
         self,
-        num_train: int = 512,
-        num_test: int = 256,
-        noise: float = 40.0,
+        num_train: Annotated[int, Range(1)] = 512,
+        num_test: Annotated[int, Range(1)] = 256,
+        noise: Annotated[float, Range(0)] = 40.0,  # σ of the Gaussian pixel noise
         data_seed: int = 1234,
         **common,
     ) -> None:
@@ -28,9 +31,6 @@ class Synthetic(DatasetSource):
         common.setdefault("image_size", 8)
         common.setdefault("channels", 1)
         super().__init__(**common)
-        check_range("num_train", num_train, 1)
-        check_range("num_test", num_test, 1)
-        check_range("noise", noise, 0)
         self.num_train, self.num_test, self.noise, self.data_seed = (
             num_train,
             num_test,

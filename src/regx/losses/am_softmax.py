@@ -27,18 +27,17 @@ Margin (`margin`):
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regx.errors import check, check_range
 from regx.losses.base import EpochContext, Loss
+from regx.params import Range, check_params
 
 log = logging.getLogger("regx")
 
-MARGIN_MODES = ("fixed", "auto")
 MAX_MARGIN = 2.0  # cos θ_y − cos θ_j ≤ 2: a larger margin can never be satisfied
 
 
@@ -77,33 +76,16 @@ def mean_class_diameter(features: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 class AMSoftmax(Loss):
+    @check_params
     def __init__(
         self,
-        s: float = 30.0,
-        m: float = 0.35,
+        s: Annotated[float, Range(0, None, lo_open=True)] = 30.0,
+        m: Annotated[float, Range(0, MAX_MARGIN)] = 0.35,
         margin: Literal["fixed", "auto"] = "fixed",
-        margin_warmup: int = 5,
-        margin_every: int = 5,
+        margin_warmup: Annotated[int, Range(0, integer=True, note="epochs")] = 5,
+        margin_every: Annotated[int, Range(1, integer=True, note="epochs")] = 5,
     ) -> None:
         super().__init__()
-        check_range("s", s, 0, lo_open=True)
-        check_range("m", m, 0, MAX_MARGIN)
-        check(
-            margin in MARGIN_MODES,
-            "margin",
-            margin,
-            "must be one of fixed, auto (the margin value itself is loss.m)",
-        )
-        for key, value, lo in (
-            ("margin_warmup", margin_warmup, 0),
-            ("margin_every", margin_every, 1),
-        ):
-            check(
-                isinstance(value, int) and not isinstance(value, bool) and value >= lo,
-                key,
-                value,
-                f"must be an integer ≥ {lo} (epochs)",
-            )
         self.s = float(s)
         self.m = float(m)
         self.margin_mode = margin

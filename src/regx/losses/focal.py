@@ -7,11 +7,13 @@ Computed from log p_y (1 − p_y = −expm1(log p_y)) in float32.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 
-from regx.errors import check_range
 from regx.losses.base import Loss, target_log_prob
+from regx.params import Range, check_params
 
 # (1 − p)^γ has an infinite derivative at p = 1 when γ < 1; flooring 1 − p keeps the
 # backward finite there (the factor multiplies log p = 0, so the value is unchanged).
@@ -19,9 +21,9 @@ _TINY = torch.finfo(torch.float32).tiny
 
 
 class FocalLoss(Loss):
-    def __init__(self, gamma: float = 2.0) -> None:
+    @check_params
+    def __init__(self, gamma: Annotated[float, Range(0)] = 2.0) -> None:
         super().__init__()
-        check_range("gamma", gamma, 0)
         self.gamma = float(gamma)
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -26,15 +26,13 @@ report comparable losses.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 
-from regx.errors import check_choice, check_range
 from regx.losses.base import EpochContext, Loss, target_log_prob
-
-SCHEDULES = ("constant", "linear", "cosine")
+from regx.params import Range, check_params
 
 
 def log_mix_prob(log_p: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -76,23 +74,21 @@ def scheduled_gamma(
     return gamma_start + (gamma_end - gamma_start) * shape
 
 
+UNIT = Range(0, 1)  # γ and the threshold b are fractions
+
+
 class GammaCrossEntropy(Loss):
+    @check_params
     def __init__(
         self,
-        gamma: float = 0.1,
+        gamma: Annotated[float, UNIT] = 0.1,
         schedule: Literal["constant", "linear", "cosine"] = "constant",
-        gamma_start: float = 0.0,
-        gamma_end: float | None = None,
-        threshold: float | None = None,
+        gamma_start: Annotated[float, UNIT] = 0.0,
+        gamma_end: Annotated[float | None, UNIT] = None,
+        threshold: Annotated[float | None, UNIT] = None,
     ) -> None:
         super().__init__()
-        check_range("gamma", gamma, 0, 1)
-        check_choice("schedule", schedule, SCHEDULES)
-        check_range("gamma_start", gamma_start, 0, 1)
         gamma_end = gamma if gamma_end is None else gamma_end
-        check_range("gamma_end", gamma_end, 0, 1)
-        if threshold is not None:
-            check_range("threshold", threshold, 0, 1)
         self.schedule = schedule
         self.gamma_start = float(gamma_start)
         self.gamma_end = float(gamma if schedule == "constant" else gamma_end)

@@ -6,17 +6,19 @@ A common calibration baseline: the ε/K floor stops the logits from growing with
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 
-from regx.errors import check_range
 from regx.losses.base import Loss
+from regx.params import Range, check_params
 
 
 class LabelSmoothing(Loss):
-    def __init__(self, epsilon: float = 0.1) -> None:
+    @check_params
+    def __init__(self, epsilon: Annotated[float, Range(0, 1, hi_open=True)] = 0.1) -> None:
         super().__init__()
-        check_range("epsilon", epsilon, 0, 1, hi_open=True)
         self.epsilon = float(epsilon)
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -27,12 +27,16 @@ this is meant to reach 94 % CIFAR-10 test accuracy in a few GPU-seconds.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
-from regx.errors import check, check_choice, check_range
+from regx.errors import check, check_range
 from regx.models.base import Classifier, HiddenMixLike
+from regx.params import Range, check_params
+
+Positive = Annotated[float, Range(0, None, lo_open=True)]
 
 
 class ConvBlock(nn.Module):
@@ -53,6 +57,7 @@ class ConvBlock(nn.Module):
 
 
 class AirNet(Classifier):
+    @check_params
     def __init__(
         self,
         num_classes: int,
@@ -60,9 +65,9 @@ class AirNet(Classifier):
         image_size: int,
         widths: Sequence[int] = (64, 256, 256),
         whiten_kernel: int = 2,
-        whiten_eps: float = 5e-4,
-        output_scale: float = 0.125,
-        tta: str = "flip",
+        whiten_eps: Positive = 5e-4,
+        output_scale: Positive = 0.125,
+        tta: Literal["none", "flip"] = "flip",
     ) -> None:
         widths = list(widths)
         check(
@@ -72,9 +77,6 @@ class AirNet(Classifier):
             "must be a non-empty list of positive channel counts",
         )
         check_range("whiten_kernel", whiten_kernel, 1, image_size)
-        check_range("whiten_eps", whiten_eps, 0, lo_open=True)
-        check_range("output_scale", output_scale, 0, lo_open=True)
-        check_choice("tta", tta, ("none", "flip"))
         patch_dim = in_channels * whiten_kernel**2
         whiten = nn.Conv2d(in_channels, 2 * patch_dim, whiten_kernel, bias=True)
         whiten.weight.requires_grad_(False)  # set by init_from_data, then frozen

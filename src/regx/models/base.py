@@ -17,10 +17,14 @@ not depend on them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import torch
 from torch import nn
+
+from regx.params import Range
+
+Dropout = Annotated[float, Range(0, 1, hi_open=True)]  # the probability of zeroing a unit
 
 
 class HiddenMixLike(Protocol):

@@ -9,11 +9,13 @@ Mixable points (manifold mixup): the input and the boundary after each stage but
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from torch import nn
 
-from regx.errors import check, check_range
-from regx.models.base import Classifier
+from regx.errors import check
+from regx.models.base import Classifier, Dropout
+from regx.params import Range, check_params
 
 
 def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
@@ -25,14 +27,15 @@ def conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class SmallCNN(Classifier):
+    @check_params
     def __init__(
         self,
         num_classes: int,
         in_channels: int,
         image_size: int,
         widths: Sequence[int] = (32, 64, 128),
-        convs_per_stage: int = 1,
-        dropout: float = 0.0,
+        convs_per_stage: Annotated[int, Range(1)] = 1,
+        dropout: Dropout = 0.0,
     ) -> None:
         widths = list(widths)
         check(
@@ -41,8 +44,6 @@ class SmallCNN(Classifier):
             widths,
             "must be a non-empty list of positive channel counts",
         )
-        check_range("convs_per_stage", convs_per_stage, 1)
-        check_range("dropout", dropout, 0, 1, hi_open=True)
         layers: list[nn.Module] = []
         c, size = in_channels, image_size
         stage_starts = []

@@ -9,18 +9,20 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from regx.errors import check, check_range
-from regx.models.base import Classifier
+from regx.errors import check
+from regx.models.base import Classifier, Dropout
+from regx.params import check_params
 
 
 class MLP(Classifier):
+    @check_params
     def __init__(
         self,
         num_classes: int,
         in_channels: int,
         image_size: int,
         hidden: Sequence[int] = (256, 256),
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
     ) -> None:
         hidden = list(hidden)
         check(
@@ -29,7 +31,6 @@ class MLP(Classifier):
             hidden,
             "must be a non-empty list of positive widths",
         )
-        check_range("dropout", dropout, 0, 1, hi_open=True)
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_channels * image_size * image_size
         block_starts = []

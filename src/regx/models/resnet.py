@@ -10,12 +10,14 @@ in the Manifold Mixup paper's PreAct ResNet (no point between the stem and stage
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regx.errors import check, check_range
 from regx.models.base import Classifier
+from regx.params import Choice, Range, check_params
 
 BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
@@ -40,16 +42,15 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(Classifier):
+    @check_params
     def __init__(
         self,
         num_classes: int,
         in_channels: int,
         image_size: int,
-        depth: int = 18,
-        width: int = 64,
+        depth: Annotated[int, Choice(tuple(BLOCKS))] = 18,
+        width: Annotated[int, Range(1)] = 64,
     ) -> None:
-        check(depth in BLOCKS, "depth", depth, "must be one of " + ", ".join(map(str, BLOCKS)))
-        check_range("width", width, 1)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)]
         c = width
         mix_points = [0]

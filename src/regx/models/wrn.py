@@ -7,12 +7,15 @@ Mixable points (manifold mixup): the input and the boundaries after stages 1 and
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regx.errors import check, check_range
-from regx.models.base import Classifier
+from regx.errors import check
+from regx.models.base import Classifier, Dropout
+from regx.params import Range, check_params
 
 
 class WideBlock(nn.Module):
@@ -37,14 +40,15 @@ class WideBlock(nn.Module):
 
 
 class WideResNet(Classifier):
+    @check_params
     def __init__(
         self,
         num_classes: int,
         in_channels: int,
         image_size: int,
         depth: int = 28,
-        widen: int = 10,
-        dropout: float = 0.0,
+        widen: Annotated[int, Range(1)] = 10,
+        dropout: Dropout = 0.0,
     ) -> None:
         check(
             depth >= 10 and (depth - 4) % 6 == 0,
@@ -52,8 +56,6 @@ class WideResNet(Classifier):
             depth,
             "must be 6n+4 with n ≥ 1 (10, 16, 22, 28, …)",
         )
-        check_range("widen", widen, 1)
-        check_range("dropout", dropout, 0, 1, hi_open=True)
         n = (depth - 4) // 6
         widths = [16 * widen, 32 * widen, 64 * widen]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)]

@@ -48,6 +48,19 @@ def _options(
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def log_to_stderr() -> None:
+    """regx's progress and log lines on stderr, for the commands Hydra does not run (under
+    Hydra, `regx train` logs through conf/hydra/job_logging/regx.yaml)."""
+    import logging
+
+    logger = logging.getLogger("regx")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def _complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
     """TAB on an override: config groups, their options and keys, read from conf/."""
     import os
@@ -138,6 +151,7 @@ def report(
     """
     from regx.errors import UserError
 
+    log_to_stderr()
     try:
         with command_body():
             from regx.report.sweep import sweep_report
@@ -179,6 +193,7 @@ def evaluate(
     """
     from regx.errors import UserError
 
+    log_to_stderr()
     try:
         with command_body():
             from regx.app.evaluate import evaluate as evaluate_run

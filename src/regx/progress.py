@@ -76,7 +76,7 @@ class WorkProgress:
         if exc_type is None:
             seconds = time.perf_counter() - self.started
             log.info(
-                "%s in %.1f s (%.0f %s/s)",
+                "%s in %.1f s (%.3g %s/s)",
                 self.done_line,
                 seconds,
                 self.done / max(seconds, 1e-9),

@@ -5,16 +5,34 @@ returned (with the joblib launcher the jobs run in worker processes, the callbac
 runs here), and prints the sweep's comparison table — one row per group of runs that
 differ only by seed, mean ± std — and writes report.md, runs.csv and compare.png into the
 sweep directory (and report.html), exactly as `regx report SWEEP_DIR --html` would.
+
+`SweepProgress` prints one line to stderr as each job of a sweep ends, e.g.
+`[job 3/12 done, 2 failed, ETA 4 min 10 s]`: k counts the finished jobs, n is the sweep's
+plan (regx.app.sweeps.sweep_plan), failed are jobs whose run did not finish (summary.json
+other than finished or pruned, or an exception), and the ETA is
+mean seconds per finished job × remaining jobs / min(jobs at once, remaining jobs).
+With the joblib launcher the jobs end in worker processes, so the count lives in the
+sweep dir: each finished job claims the next number k by creating `.regx-jobs/k.json`
+(a hard link, which fails if another job took k first) holding its seconds and outcome,
+and prints the line of the first k finished jobs. The folder goes at the sweep's end.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from regx.app.sweeps import SweepPlan, sweep_plan
 
 
 class SweepReport(Callback):
@@ -39,3 +57,102 @@ class SweepReport(Callback):
                 f"run `regx report {sweep_dir}` to retry",
                 file=sys.stderr,
             )
+
+
+class SweepProgress(Callback):
+    def __init__(self) -> None:
+        self.plan: SweepPlan | None = None  # set in multirun mode only; travels to workers
+        self.job_started = 0.0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.plan = sweep_plan(config)
+        shutil.rmtree(self.plan.marks, ignore_errors=True)  # an earlier launch's marks
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.job_started = time.time()
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self.plan is None:
+            return  # a single run
+        run_dir = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir")))
+        mark = JobMark(time.time() - self.job_started, job_failed(job_return, run_dir))
+        try:
+            marks = claim_mark(self.plan.marks, mark)
+        except OSError:
+            return  # the sweep dir is not writable here: no line rather than a wrong one
+        print(progress_line(marks, self.plan), file=sys.stderr, flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.plan is not None:
+            shutil.rmtree(self.plan.marks, ignore_errors=True)
+
+
+@dataclass
+class JobMark:
+    """A finished job: its seconds from start to end and whether its run failed."""
+
+    seconds: float
+    failed: bool
+
+
+def job_failed(job_return: Any, run_dir: Path) -> bool:
+    """Hydra saw an exception, or the run's summary.json is not `finished` / `pruned`."""
+    from hydra.core.utils import JobStatus
+
+    if job_return.status != JobStatus.COMPLETED:
+        return True
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return not isinstance(summary, dict) or summary.get("status") not in ("finished", "pruned")
+
+
+def claim_mark(folder: Path, mark: JobMark) -> list[JobMark]:
+    """Record `mark` as finished job k, the lowest number no other job took; returns the
+    marks of jobs 1…k (this one last)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".draft-")  # complete before it is linked
+    with os.fdopen(fd, "w") as f:
+        json.dump({"seconds": mark.seconds, "failed": mark.failed}, f)
+    draft = Path(name)
+    k = sum(1 for p in folder.glob("*.json")) + 1
+    try:
+        while True:
+            try:
+                os.link(draft, folder / f"{k}.json")  # atomic: fails if k is taken
+                break
+            except FileExistsError:
+                k += 1
+    finally:
+        draft.unlink()
+    return [_read_mark(folder / f"{i}.json") for i in range(1, k)] + [mark]
+
+
+def _read_mark(path: Path) -> JobMark:
+    data = json.loads(path.read_text())
+    return JobMark(float(data["seconds"]), bool(data["failed"]))
+
+
+def progress_line(marks: list[JobMark], plan: SweepPlan) -> str:
+    """`[job k/n done, f failed, ETA …]` after the k-th finished job (`marks`: jobs 1…k)."""
+    k, failed = len(marks), sum(m.failed for m in marks)
+    known = plan.jobs is not None and k <= plan.jobs  # a search's estimate may fall short
+    parts = [f"job {k}/{plan.jobs} done" if known else f"job {k} done"]
+    if failed:
+        parts.append(f"{failed} failed")
+    remaining = plan.jobs - k if known else 0
+    if remaining > 0:
+        mean = sum(m.seconds for m in marks) / k
+        parts.append(f"ETA {duration(mean * remaining / min(plan.parallel, remaining))}")
+    return "[" + ", ".join(parts) + "]"
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `4 min 10 s`, `2 h 5 min`."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"

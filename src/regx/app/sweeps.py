@@ -1,6 +1,7 @@
 """Sweeps through Hydra's plugins: launchers (joblib, submitit), regx's Optuna search
-(`hydra/sweeper=regx_optuna`: the objective's keys, directions and values), and completing
-an interrupted sweep (`sweep.skip_done`).
+(`hydra/sweeper=regx_optuna`: the objective's keys, directions and values), completing
+an interrupted sweep (`sweep.skip_done`), and what a sweep's progress lines need to know
+before its first job (`sweep_plan`: how many jobs, how many at once).
 
 regx ships its own `conf/hydra/launcher/joblib.yaml`, `submitit_slurm.yaml`, … and
 `conf/hydra/sweeper/*.yaml`. Installed plugins register configs of the same names in Hydra's
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +193,85 @@ def all_failed(n_trials: int, sweep_dir: Path) -> None:
         flush=True,
     )
     raise SystemExit(1)
+
+
+# -- the sweep's plan, for its progress lines (regx.app.callbacks.SweepProgress) ---------------
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@dataclass
+class SweepPlan:
+    """A multirun as its launching process sees it before the first job."""
+
+    jobs: int | None  # jobs this launch runs; None where the sweeper does not say
+    parallel: int  # jobs running at once
+    marks: Path  # a folder every job process reaches: one numbered file per finished job
+
+
+def sweep_plan(config: DictConfig) -> SweepPlan:
+    """The plan of the multirun `config` (the launching process's config)."""
+    sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+    jobs = planned_jobs(config, sweep_dir)
+    parallel = launcher_parallel(config)
+    max_batch = OmegaConf.select(config, "hydra.sweeper.max_batch_size", default=None)
+    if isinstance(max_batch, int) and max_batch > 0:  # the basic sweeper's batches
+        parallel = min(parallel, max_batch)
+    n_jobs = OmegaConf.select(config, "hydra.sweeper.n_jobs", default=None)
+    if isinstance(n_jobs, int) and n_jobs > 0:  # the Optuna search's trials asked at once
+        parallel = min(parallel, n_jobs)
+    if jobs:
+        parallel = min(parallel, jobs)
+    return SweepPlan(jobs, max(parallel, 1), sweep_dir / ".regx-jobs")
+
+
+def planned_jobs(config: DictConfig, sweep_dir: Path) -> int | None:
+    """Hydra's basic sweeper: the size of the product it expands (`hydra.sweeper.params`
+    and the command line's overrides), counted by its own `split_arguments`. A search with
+    `n_trials` (regx_optuna): those not yet in the sweep dir (a continued search counts
+    its earlier trials, each of which left a job folder). Otherwise None."""
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    if sweeper == BASIC_SWEEPER:
+        return _basic_sweep_size(config)
+    n_trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
+    if isinstance(n_trials, int) and not isinstance(n_trials, bool) and n_trials > 0:
+        earlier = sum(1 for _ in sweep_dir.glob("*/.hydra/config.yaml"))
+        return max(n_trials - earlier, 0)
+    return None
+
+
+def _basic_sweep_size(config: DictConfig) -> int | None:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += [str(o) for o in config.hydra.overrides.task]
+    hydra = GlobalHydra.instance()  # its config loader expands glob(…) over a group's options
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    try:
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+        return len(BasicSweeper.split_arguments(parsed, None)[0])
+    except (HydraException, ValueError):
+        return None  # the sweeper itself reports a bad override
+
+
+def launcher_parallel(config: DictConfig) -> int:
+    """Jobs the launcher runs at once: joblib's `n_jobs` (−1: every core, −2: all but one,
+    as joblib counts), submitit's `array_parallelism`, else one at a time."""
+    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+    if "JoblibLauncher" in launcher:
+        n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=-1)
+        if not isinstance(n_jobs, int) or n_jobs == 0:
+            return 1
+        if n_jobs < 0:
+            import joblib
+
+            return max(joblib.cpu_count() + 1 + n_jobs, 1)
+        return n_jobs
+    if "submitit" in launcher:
+        parallel = OmegaConf.select(config, "hydra.launcher.array_parallelism", default=1)
+        return parallel if isinstance(parallel, int) and parallel > 0 else 1
+    return 1

@@ -1,12 +1,16 @@
 """`regx evaluate`'s sweeps on a trained model: every corruption at every severity, L∞
-attacks, and retrieval on a gallery folder of any classes. Each adds a summary section."""
+attacks, and retrieval on a gallery folder of any classes. Each adds a summary section.
+
+The corruption and attack sweeps are grids of cells (kind × severity, attack × ε), scored
+one after the other under a progress bar (regx.progress: two log lines off a terminal)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from regx.data.corruptions import parse_kinds, parse_severities
 from regx.data.shift import corrupted_copies
@@ -16,8 +20,10 @@ from regx.errors import ConfigError
 from regx.metrics.attacks import attack_accuracy
 from regx.metrics.retrieval import retrieval_at_k
 from regx.metrics.robustness import corruption_table
+from regx.progress import WorkProgress
 
 ATTACKS = ("fgsm", "pgd")
+Cell = TypeVar("Cell")
 
 
 @dataclass
@@ -52,10 +58,54 @@ def corruption_sweep(
     kinds, severities = parse_kinds(req.corruptions), parse_severities(req.severities)
     clean = clean_test_set(trained)
     cells = corrupted_copies(clean.test_x, kinds, severities, trained.seed)
-    table = corruption_table(
-        lambda x: ev.predict(x)[0], clean.test_x, clean.test_y, cells, temperature, ev.n_bins
-    )
+    what = f"{len(kinds) * len(severities)} corruption × severity cells"
+    with WorkProgress(
+        len(kinds) * len(severities), "cells", f"evaluating {what}", f"evaluated {what}"
+    ) as progress:
+        table = corruption_table(
+            lambda x: ev.predict(x)[0],
+            clean.test_x,
+            clean.test_y,
+            counted(cells, progress),
+            temperature,
+            ev.n_bins,
+        )
     return {**table.as_dict(), "seed": trained.seed}
+
+
+def counted(cells: Iterable[Cell], progress: WorkProgress) -> Iterator[Cell]:
+    """`cells`, advancing `progress` as each is done: when the consumer asks for the next."""
+    for cell in cells:
+        yield cell
+        progress.advance()
+
+
+def attack_sweep(req: RobustnessRequest, ev: Evaluation, seed: int) -> dict[str, Any]:
+    """summary.json `attacks`: accuracy under each attack at each ε, one cell at a time.
+
+    FGSM takes every ε in one pass (one gradient per batch serves all); PGD runs per ε, its
+    random starts drawn from a generator seeded with `seed` afresh, so an ε's accuracy does
+    not depend on which other ε were asked for."""
+    attacks, eps = req.attacks(), req.eps.split(",")
+    what = f"{len(attacks) * len(eps)} attack × ε cells" + (
+        f" ({req.steps} PGD steps)" if "pgd" in attacks else ""
+    )
+    found: dict[str, Any] = {}
+    with WorkProgress(
+        len(attacks) * len(eps), "cells", f"evaluating {what}", f"evaluated {what}"
+    ) as progress:
+        for name in attacks:
+            for cell in [eps] if name == "fgsm" else [[e] for e in eps]:
+                out = attack_accuracy(
+                    ev.model, ev.test_x, ev.test_y, ev.normalize, eps=cell, attacks=(name,),
+                    steps=req.steps, device=ev.device, batch_size=ev.batch_size, seed=seed,
+                )  # fmt: skip
+                found.setdefault("clean", out["clean"])
+                found.setdefault(name, {}).update(out[name])
+                progress.advance(len(cell))
+    if "pgd" in attacks:
+        found.update(steps=req.steps, step_size="eps/4", seed=seed)
+    return found
 
 
 def gallery_retrieval(folder: Path, ev: Evaluation) -> dict[str, Any]:
@@ -85,11 +135,7 @@ def robustness_sections(
     if req.corruptions:
         sections["corruptions"] = corruption_sweep(req, ev, trained, temperature)
     if req.attacks():
-        sections["attacks"] = attack_accuracy(
-            ev.model, ev.test_x, ev.test_y, ev.normalize, eps=req.eps.split(","),
-            attacks=req.attacks(), steps=req.steps, device=ev.device,
-            batch_size=ev.batch_size, seed=trained.seed,
-        )  # fmt: skip
+        sections["attacks"] = attack_sweep(req, ev, trained.seed)
     if req.retrieval is not None:
         sections["retrieval_gallery"] = gallery_retrieval(req.retrieval, ev)
     return sections

@@ -3,7 +3,8 @@
 A step does what a hand-written loop would and nothing more: the batch is already on the
 device (uint8), augmentation and mixing are tensor ops there, and loss/accuracy accumulate
 in device tensors read once per epoch (plus a cheap non-finite check every
-`nan_check_every` steps). Side effects beyond the loop's own files live in hooks.
+`nan_check_every` steps and, on a terminal, the progress bar's read at most every 0.5 s).
+Side effects beyond the loop's own files live in hooks.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ class Trainer:
             sums.correct += (out.argmax(dim=1) == yb).sum()
             if (step + 1) % self.s.nan_check_every == 0:
                 self._check_losses(epoch, sums, step + 1)
-            progress.advance()
+            progress.advance(sums)
             if self.stop.requested and step < len(self.batches) - 1:  # a flag read: no sync
                 self._stop_inside_epoch(epoch, step + 1, sums)
         self._check_losses(epoch, sums, len(sums.step_sizes))

@@ -32,7 +32,7 @@ from regx.errors import UserError
 from regx.report.between import SWEEP_COLUMNS as BETWEEN_COLUMNS
 from regx.report.format import Column
 from regx.report.grouping import Group, filter_runs, group_runs, show_value, sort_groups
-from regx.report.runs import RunRecord, find_run_dirs, flatten, read_run
+from regx.report.runs import RunRecord, find_run_dirs, flatten, read_runs
 from regx.report.sweep_plot import plot_compare
 
 TABLE_COLUMNS = (
@@ -322,7 +322,7 @@ def sweep_report(
     `html`: also report.html, the same report as one self-contained page linked to the
     runs' own pages (regx.report.html_sweep)."""
     paths = [Path(p) for p in paths]
-    records = [read_run(d) for d in find_run_dirs(paths)]
+    records = read_runs(find_run_dirs(paths))
     # a damaged run folder is listed with why, never stops the report of the others
     unreadable = [r for r in records if r.status == "unreadable"]
     runs = [r for r in records if r.status != "unreadable"]

@@ -52,6 +52,25 @@ def _test_sizes(runs: list) -> list[int]:
     return sorted({r.summary.get("dataset", {}).get("test_size") for r in runs} - {None})
 
 
+def sweep_minutes(runs: StudyRuns) -> float:
+    """Wall minutes the runs took: per sweep folder, its first run's start to its last run's
+    end (summary.json `started` / `finished`), summed over the study's sweeps."""
+    total = 0.0
+    for sweep in runs.sweep_dirs():
+        spans = [
+            (r.summary["started"], r.summary["finished"])
+            for r in runs.all_runs
+            if r.path.parent == sweep and "started" in r.summary and "finished" in r.summary
+        ]
+        if spans:
+            total += max(f for _, f in spans) - min(s for s, _ in spans)
+    return total / 60
+
+
+def minutes_text(minutes: float) -> str:
+    return f"{minutes:.0f} minute{'' if round(minutes) == 1 else 's'}"
+
+
 def setting_line(runs: StudyRuns) -> str:
     """Sizes, model, epochs and seeds, read from the runs themselves."""
     run = runs.all_runs[0]
@@ -70,7 +89,8 @@ def setting_line(runs: StudyRuns) -> str:
     return (
         f"Setting: {data.get('name', '?')}, {sizes}{pool}, {data.get('num_classes', '?')} "
         f"classes trained; {net}; {epochs} epoch{'s' if epochs != 1 else ''}; seeds {seeds}; "
-        f"{len(runs.all_runs)} runs."
+        f"{len(runs.all_runs)} runs, which took {minutes_text(sweep_minutes(runs))} (first start "
+        "to last finish of each sweep, 2 runs at a time)."
     )
 
 
@@ -142,11 +162,12 @@ def condition_lines(study: Study, cond: Condition, table: Table, runs: StudyRuns
 
 def scale_section(
     study: Study, scale: str, runs_root: Path, docs: Path
-) -> tuple[list[str], Verdict | None]:
+) -> tuple[list[str], Verdict | None, float]:
+    """The section of one study at one scale, its verdict and the minutes its runs took."""
     runs = load_study(runs_root / scale / study.key)
     title = f"### {SCALES[scale]}"
     if runs is None or not runs.all_runs:
-        return [title, "", "*Not run at this scale.*", ""], None
+        return [title, "", "*Not run at this scale.*", ""], None, 0.0
     tables = build_tables(study, runs)
     out_dir = docs / "studies" / f"{scale}-{study.key}"
     sweep_report(runs.sweep_dirs(), out=out_dir, plot=True, echo=False)
@@ -175,7 +196,7 @@ def scale_section(
     ]
     verdict = study.verdict(tables, study.arms, max(len(_seeds(runs)), 2))
     lines += [f"**Verdict, {SCALES[scale]}: {verdict.word}.** {verdict.reason}", ""]
-    return lines, verdict
+    return lines, verdict, sweep_minutes(runs)
 
 
 GPU_SECTION = [
@@ -197,8 +218,12 @@ GPU_SECTION = [
 ]
 
 
-def intro(minutes: int | None) -> list[str]:
+def intro(minutes: int | None, run_minutes: float) -> list[str]:
     took = f" The last regeneration took {minutes} minutes on a 2-core CPU." if minutes else ""
+    took += (
+        f" The runs on this page took {minutes_text(run_minutes)} of wall time in all (2 at a time "
+        "on a 2-core CPU; each section's Setting line has its share)."
+    )
     return [
         "# Studies: each article's own claim, measured by regx",
         "",
@@ -248,13 +273,15 @@ def page(runs_root: Path, docs: Path, started: float | None = None) -> str:
     clear_generated(docs)
     verdicts: dict[tuple[str, str], Verdict | None] = {}
     body: list[str] = []
+    run_minutes = 0.0
     for study in STUDIES:
         body += [f"## {study.number}. {study.title}", "", f"Claim: {study.claim}", ""]
         body += [f"Rule: the claim {study.rule}.", ""]
         for scale in SCALES:
-            lines, verdicts[(study.key, scale)] = scale_section(study, scale, runs_root, docs)
+            lines, verdict, spent = scale_section(study, scale, runs_root, docs)
+            verdicts[(study.key, scale)] = verdict
             body += lines
+            run_minutes += spent
     minutes = None if started is None else math.ceil((time.time() - started) / 60)
-    return "\n".join(
-        [*intro(minutes), "## Verdicts", "", *summary_table(verdicts), *body, *GPU_SECTION]
-    )
+    head = intro(minutes, run_minutes)
+    return "\n".join([*head, "## Verdicts", "", *summary_table(verdicts), *body, *GPU_SECTION])

@@ -17,6 +17,11 @@ from typing import Any
 
 from regx.errors import UserError
 from regx.processes import process_alive
+from regx.progress import WorkProgress
+
+# Reading a run takes milliseconds: a report of fewer runs shows no progress, as the bar
+# would flash and its two log lines would outnumber the table's rows.
+PROGRESS_FROM_RUNS = 20
 
 
 @dataclass
@@ -173,9 +178,35 @@ def read_run(run_dir: Path) -> RunRecord:
         return RunRecord(run_dir, "unreadable", str(e), {}, {}, [], {}, _epochs_logged(run_dir))
 
 
+def read_runs(run_dirs: list[Path]) -> list[RunRecord]:
+    """`read_run` of each folder, under a progress bar from `PROGRESS_FROM_RUNS` runs on."""
+    if len(run_dirs) < PROGRESS_FROM_RUNS:
+        return [read_run(d) for d in run_dirs]
+    n = len(run_dirs)
+    records = []
+    with WorkProgress(n, "runs", f"reading {n} runs", f"read {n} runs") as progress:
+        for run_dir in run_dirs:
+            records.append(read_run(run_dir))
+            progress.advance()
+    return records
+
+
+def resolved(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with its interpolations (`trainer.epochs: ${study.shift.epochs}`) resolved, as
+    the run saw them; as written where one cannot be resolved here."""
+    if "${" not in json.dumps(config, default=str):
+        return config
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(OmegaConf.create(config), resolve=True)
+    except Exception:  # e.g. a resolver only the launching process registered
+        return config
+
+
 def _read_run(run_dir: Path) -> RunRecord:
     hydra_dir = run_dir / ".hydra"
-    config = _yaml(hydra_dir / "config.yaml", dict, {})
+    config = resolved(_yaml(hydra_dir / "config.yaml", dict, {}))
     overrides = [str(o) for o in _yaml(hydra_dir / "overrides.yaml", list, [])]
     node = _yaml(hydra_dir / "hydra.yaml", dict, {})
     runtime = node.get("hydra") if isinstance(node.get("hydra"), dict) else {}

@@ -97,9 +97,13 @@ def training_label_arrays(trainer: Trainer) -> dict[str, Any]:
 
 
 def finalize_run(
-    trainer: Trainer, started: float, train_seconds: float, t0: float
+    trainer: Trainer, started: float, phases: dict[str, float], t0: float
 ) -> dict[str, Any]:
-    """Score the best weights and write predictions, report and summary.json."""
+    """Score the best weights and write predictions, report and summary.json.
+
+    `phases`: wall seconds of setup and the training loop; summary.json `timings` adds the
+    scoring phases and the report's (scripts/whole_run.py prints them as shares of a run).
+    """
     spec, p = trainer.spec, trainer.prep
     ev = trained_evaluation(trainer)
     scored = score_model(ev)
@@ -122,7 +126,9 @@ def finalize_run(
     )
     for hook in trainer.hooks:
         summary.update(hook.summary(trainer))
+    train_seconds = phases["setup"] + phases["train_loop"]
     summary.update(started=started, train_time_s=train_seconds, eval_time_s=scored.seconds)
+    summary["timings"] = {f"{k}_s": v for k, v in {**phases, **scored.phase_seconds}.items()}
     report = ReportInputs(history=trainer.state.history, split_arrays=p.split.arrays)
     arrays = training_label_arrays(trainer)
     return write_run_outputs(trainer.run_dir, ev, scored, summary, report, t0, spec.loggers, arrays)
@@ -147,6 +153,7 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
     # before loading any data: a refused resume should cost nothing
     resume_from = read_resume_checkpoint(spec, run_dir)
     trainer = Trainer(spec, run_dir)
+    setup_seconds = time.perf_counter() - t0  # data, split, model, optimizer
     if resume_from is not None:
         trainer.restore_from(resume_from)
         _log_resumed(trainer, run_dir)
@@ -162,7 +169,8 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
             raise
         train_seconds = time.perf_counter() - t0
         trainer.best.load_into(trainer.model)
-        summary = finalize_run(trainer, started, train_seconds, t0) if main else {}
+        phases = {"setup": setup_seconds, "train_loop": train_seconds - setup_seconds}
+        summary = finalize_run(trainer, started, phases, t0) if main else {}
     if trainer.stop.requested:
         log.warning("%s arrived after the last epoch; the run finished", trainer.stop.signal_name)
     return summary

@@ -72,6 +72,23 @@ class Scored:
     sections: dict[str, Any]
     seconds: float
     open_features: torch.Tensor | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class PhaseClock:
+    """Wall seconds of consecutive phases: `lap(name)` ends the phase begun at the last lap."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def score_model(ev: Evaluation) -> Scored:
@@ -82,11 +99,13 @@ def score_model(ev: Evaluation) -> Scored:
     The probabilities are `softmax(logits)` and `softmax(logits / T)` exactly as
     `prediction_arrays` stores them, so every number can be recomputed from predictions.npz.
     """
-    t0 = time.perf_counter()
+    clock = PhaseClock()
     test_logits, test_feats = ev.predict(ev.test_x, features=True)
     val_logits, _ = ev.predict(ev.val_x)
     test_y = ev.test_y.to(ev.device)
+    clock.lap("predict")
     sections = calibration_sections(ev, test_logits, test_y, val_logits)
+    clock.lap("calibration")
     sections["retrieval"] = retrieval_at_k(test_feats, test_y, ev.analysis.retrieval_ks)
     open_feats = None
     if ev.open_x is not None:
@@ -94,9 +113,11 @@ def score_model(ev: Evaluation) -> Scored:
         open_y = ev.open_y.to(ev.device)
         found = retrieval_at_k(open_feats, open_y, ev.analysis.retrieval_ks)
         sections["retrieval_open"] = {**found, "classes": list(ev.open_classes)}
+    clock.lap("retrieval")
     sections["between"] = between_diagnostics(ev)
+    clock.lap("between")
     return Scored(
-        test_logits, test_feats, val_logits, sections, time.perf_counter() - t0, open_feats
+        test_logits, test_feats, val_logits, sections, clock.total(), open_feats, clock.laps
     )
 
 
@@ -214,6 +235,8 @@ def write_run_outputs(
         title=report.title,
     )
     summary["report_time_s"] = time.perf_counter() - t_report
+    if "timings" in summary:
+        summary["timings"]["report_s"] = summary["report_time_s"]
     summary["wall_time_s"] = time.perf_counter() - t0
     summary["finished"] = time.time()
     for logger in loggers:

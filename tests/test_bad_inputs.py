@@ -238,8 +238,13 @@ def test_resume_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
             "error: not-a-run is not a regx run directory (no .hydra/overrides.yaml); "
             "pass the folder that holds the run's .hydra/",
         ),
+        (
+            ["train", "-m", "seed=0,1", "--cfg", "job"],
+            "error: -m and --cfg cannot be combined: Hydra runs one of them; to see a sweep "
+            "job's config, drop -m: regx train --cfg job OVERRIDES",
+        ),
     ],
-    ids=["hydra-struct", "lr-range", "resume-not-a-run"],
+    ids=["hydra-struct", "lr-range", "resume-not-a-run", "two-hydra-modes"],
 )
 def test_cli_process_prints_one_line_and_exits_2(
     args: list[str], message: str, tmp_path: Path

@@ -33,6 +33,32 @@ KEPT_DIR = "kept"  # under .hydra/: the first launch's Hydra files
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # as regx.engine.resume
 # Hydra's flags that print or check instead of running a job
 NO_JOB_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "-sc")
+# Hydra's modes, of which a command line may name one
+HYDRA_MODES = {
+    "-m": "-m", "--multirun": "-m", "-r": "--run", "--run": "--run", "--cfg": "--cfg",
+    "-c": "--cfg", "--info": "--info", "-i": "--info", "--shell-completion": "--shell-completion",
+    "-sc": "--shell-completion",
+}  # fmt: skip
+
+
+class UsageError(UserError):
+    """A command line Hydra would refuse with a traceback."""
+
+    exit_code = 2
+
+
+def check_one_mode(args: list[str]) -> None:
+    """Hydra runs one of -m, --run, --cfg, --info, --shell-completion per command."""
+    modes = list(
+        dict.fromkeys(HYDRA_MODES[a.split("=")[0]] for a in args if a.split("=")[0] in HYDRA_MODES)
+    )
+    if len(modes) > 1:
+        hint = (
+            "; to see a sweep job's config, drop -m: regx train --cfg job OVERRIDES"
+            if "-m" in modes
+            else ""
+        )
+        raise UsageError(f"{' and '.join(modes)} cannot be combined: Hydra runs one of them{hint}")
 
 
 class FinishedRunError(UserError):
@@ -204,7 +230,8 @@ def override_value(args: list[str], key: str) -> str | None:
 
 def check_before_launch(args: list[str], resume: Path | None) -> None:
     """Refuse, before Hydra writes anything, a single run that would overwrite a finished
-    run or a folder that holds no run, and an empty out_dir."""
+    run or a folder that holds no run, an empty out_dir, and two of Hydra's modes."""
+    check_one_mode(args)
     if any(a.split("=")[0] in NO_JOB_FLAGS for a in args):
         return
     out_dir = override_value(args, "out_dir")

@@ -7,7 +7,12 @@ start-up.
 
 import sys
 
-from regx.engine.signals import InterruptOutsideTraining, interrupt_exit, leave_now
+from regx.engine.signals import (
+    InterruptOutsideTraining,
+    exit_without_teardown,
+    interrupt_exit,
+    leave_now,
+)
 from regx.errors import Interrupted
 
 
@@ -27,6 +32,8 @@ def main() -> None:
         code = e.code
     if signals.signum is None:
         signals.release()
+        if "torch" in sys.modules and (code is None or isinstance(code, int)):
+            exit_without_teardown(code or 0)  # freeing torch's modules takes 1-2 s
         sys.exit(code)
     if not signals.command_ran:  # nothing reported it (--help, a usage error)
         code, line = interrupt_exit(Interrupted(signals.signum))

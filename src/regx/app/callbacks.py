@@ -75,6 +75,8 @@ class SweepProgress(Callback):
         if self.plan is None:
             return  # a single run
         run_dir = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir")))
+        if run_status(run_dir) == "interrupted":
+            return  # a signal stops the whole sweep: its error line is the last word
         mark = JobMark(time.time() - self.job_started, job_failed(job_return, run_dir))
         try:
             marks = claim_mark(self.plan.marks, mark)
@@ -95,17 +97,22 @@ class JobMark:
     failed: bool
 
 
+def run_status(run_dir: Path) -> str | None:
+    """The `status` of the run's summary.json; None when it has none or cannot be read."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary.get("status") if isinstance(summary, dict) else None
+
+
 def job_failed(job_return: Any, run_dir: Path) -> bool:
     """Hydra saw an exception, or the run's summary.json is not `finished` / `pruned`."""
     from hydra.core.utils import JobStatus
 
     if job_return.status != JobStatus.COMPLETED:
         return True
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return True
-    return not isinstance(summary, dict) or summary.get("status") not in ("finished", "pruned")
+    return run_status(run_dir) not in ("finished", "pruned")
 
 
 def claim_mark(folder: Path, mark: JobMark) -> list[JobMark]:

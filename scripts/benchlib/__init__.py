@@ -1,0 +1,1 @@
+"""The parts of scripts/bench.py: timing helpers, the contenders and the workloads they run."""

@@ -454,3 +454,31 @@ def test_auto_margin_run_resumes_identically(train_run, tmp_path: Path, monkeypa
     assert [r["margin"] for r in resumed_rows] == margins
     assert [r["train_loss"] for r in resumed_rows] == [r["train_loss"] for r in whole_rows]
     assert resumed["test"] == whole["test"] and resumed["retrieval"] == whole["retrieval"]
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_mixed_cross_entropy_is_the_two_term_mix(per_sample: bool) -> None:
+    """CrossEntropy.mixed = λ·CE(z, y) + (1 − λ)·CE(z, y') from one log-softmax, in value and
+    gradient; a subclass that changes forward keeps its own loss in both terms."""
+    from regx.aug.base import MixedBatch
+    from regx.losses.ce import CrossEntropy
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(32, 7, generator=g, dtype=torch.float64).float().requires_grad_()
+    y, y2 = torch.randint(0, 7, (32,), generator=g), torch.randint(0, 7, (32,), generator=g)
+    lam = torch.rand(32, generator=g) if per_sample else 0.3
+    two_terms = lam * F.cross_entropy(z, y, reduction="none") + (1 - lam) * F.cross_entropy(
+        z, y2, reduction="none"
+    )
+    batch = MixedBatch(inputs=z, lam=lam, partner_targets=y2)
+    one_pass = batch.loss(CrossEntropy(), z, y)
+    torch.testing.assert_close(one_pass, two_terms, atol=1e-6, rtol=0)
+    (grad_one,) = torch.autograd.grad(one_pass.sum(), z)
+    (grad_two,) = torch.autograd.grad(two_terms.sum(), z)
+    torch.testing.assert_close(grad_one, grad_two, atol=1e-6, rtol=0)
+
+    class Doubled(CrossEntropy):
+        def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(outputs, targets)
+
+    torch.testing.assert_close(batch.loss(Doubled(), z, y), 2 * two_terms, atol=1e-6, rtol=0)

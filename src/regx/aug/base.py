@@ -75,12 +75,17 @@ class MixedBatch:
     hidden_mix: HiddenMix | None = None
 
     def loss(self, loss_fn: LossFn, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss (N,): λ·L(ŷ, y) + (1 − λ)·L(ŷ, y[π]), or L(ŷ, y) alone."""
-        per_sample = loss_fn(outputs, targets)
+        """Per-sample loss (N,): λ·L(ŷ, y) + (1 − λ)·L(ŷ, y[π]), or L(ŷ, y) alone.
+
+        A loss with a `mixed(outputs, y, y[π], λ)` method forms the same sum itself in one
+        pass (cross-entropy: one log-softmax for both terms)."""
         if self.partner_targets is None:
-            return per_sample
+            return loss_fn(outputs, targets)
+        mixed = getattr(loss_fn, "mixed", None)
+        if mixed is not None:
+            return mixed(outputs, targets, self.partner_targets, self.lam)
         lam = self.lam
-        return lam * per_sample + (1 - lam) * loss_fn(outputs, self.partner_targets)
+        return lam * loss_fn(outputs, targets) + (1 - lam) * loss_fn(outputs, self.partner_targets)
 
 
 class Mixer:

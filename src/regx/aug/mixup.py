@@ -38,10 +38,13 @@ log = logging.getLogger("regx")
 
 
 def mix_inputs(x: torch.Tensor, lam: float | torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
-    """λ·x + (1 − λ)·x[π]; a per-sample λ (N,) is broadcast over the image dimensions."""
+    """λ·x + (1 − λ)·x[π]; a per-sample λ (N,) is broadcast over the image dimensions.
+
+    Computed as x[π] + λ·(x − x[π]) in one pass (torch.lerp), equal to the two-term form up
+    to float rounding."""
     if isinstance(lam, torch.Tensor):
-        lam = lam.view(-1, *([1] * (x.dim() - 1)))
-    return lam * x + (1 - lam) * x[partners]
+        lam = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+    return torch.lerp(x.index_select(0, partners), x, lam)
 
 
 class Mixup(Mixer):

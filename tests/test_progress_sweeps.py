@@ -1,4 +1,4 @@
-"""A multirun's progress: `[job k/n done, f failed, ETA …]` on stderr as each job ends
+"""A multirun's progress: `[job k/n done, f failed, ETA …]` on stdout as each job ends
 (regx.app.callbacks.SweepProgress), n from the sweep's plan (regx.app.sweeps.sweep_plan),
 k numbered through files in the sweep dir so that parallel jobs never share a number."""
 
@@ -132,12 +132,13 @@ def test_a_sweep_prints_one_line_per_finished_job(cli, tmp_path):
         f"hydra.sweep.dir={sweep}",
     )
     assert r.returncode == 0, r.stderr
-    lines = LINE.findall(r.stderr)
-    assert len(lines) == 3, r.stderr
+    lines = LINE.findall(r.stdout)
+    assert len(lines) == 3, r.stdout
     assert re.fullmatch(rf"\[job 1/3 done, {ETA}\]", lines[0]), lines
     assert re.fullmatch(rf"\[job 2/3 done, 1 failed, {ETA}\]", lines[1]), lines
     assert lines[2] == "[job 3/3 done, 1 failed]"
-    assert not LINE.findall(r.stdout)  # stdout keeps the jobs' own lines only
+    # stderr keeps the failed job's error line alone
+    assert r.stderr.strip() == "error: trainer.optimizer.lr=-1.0: must be in (0, inf)"
     assert not (sweep / ".regx-jobs").exists()  # the marks go with the sweep's end
 
 
@@ -148,8 +149,8 @@ def test_parallel_jobs_each_print_their_own_number(cli, tmp_path):
         PROGRESS, f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    lines = LINE.findall(r.stderr)
-    assert len(lines) == 2, r.stderr
+    lines = LINE.findall(r.stdout)
+    assert len(lines) == 2, r.stdout
     assert re.fullmatch(rf"\[job 1/2 done, {ETA}\]", lines[0]), lines
     assert lines[1] == "[job 2/2 done]"
 

@@ -3,7 +3,12 @@ so `regx --help` and `regx train --help` answer at once."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -48,17 +53,35 @@ def _options(
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def log_to_stderr() -> None:
-    """regx's progress and log lines on stderr, for the commands Hydra does not run (under
-    Hydra, `regx train` logs through conf/hydra/job_logging/regx.yaml)."""
-    import logging
+class _StderrNow(logging.StreamHandler):
+    """A handler on whatever sys.stderr is when a record comes (tests swap the stream)."""
 
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        del value
+
+
+@contextlib.contextmanager
+def log_to_stderr() -> Iterator[None]:
+    """regx's progress and log lines on stderr while a command Hydra does not run works
+    (under Hydra, `regx train` logs through conf/hydra/job_logging/regx.yaml)."""
     logger = logging.getLogger("regx")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    if logger.handlers:
+        yield
+        return
+    handler, level = _StderrNow(), logger.level
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _complete_overrides(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -151,9 +174,8 @@ def report(
     """
     from regx.errors import UserError
 
-    log_to_stderr()
     try:
-        with command_body():
+        with command_body(), log_to_stderr():
             from regx.report.sweep import sweep_report
 
             sweep_report(paths, out=out, sort=sort, descending=descending, where=where, html=html)
@@ -193,9 +215,8 @@ def evaluate(
     """
     from regx.errors import UserError
 
-    log_to_stderr()
     try:
-        with command_body():
+        with command_body(), log_to_stderr():
             from regx.app.evaluate import evaluate as evaluate_run
             from regx.app.run_dirs import check_run_files
             from regx.engine.robustness import RobustnessRequest

@@ -82,7 +82,10 @@ class SweepProgress(Callback):
             marks = claim_mark(self.plan.marks, mark)
         except OSError:
             return  # the sweep dir is not writable here: no line rather than a wrong one
-        print(progress_line(marks, self.plan), file=sys.stderr, flush=True)
+        # stdout, with the runs' log lines: stderr is for the `error:` lines alone
+        print(progress_line(marks, self.plan), flush=True)
+        if self.plan.jobs is not None and len(marks) >= self.plan.jobs:
+            shutil.rmtree(self.plan.marks, ignore_errors=True)  # the last job: leave no trace
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.plan is not None:

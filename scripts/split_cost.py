@@ -13,6 +13,11 @@ machine load hit both alike) and prints, as medians over the repeats:
     python scripts/split_cost.py                       # digits, trainer=default, 3 repeats
     python scripts/split_cost.py --repeats 5 dataset.test_shift=corrupt
     python scripts/split_cost.py split.discriminator=cnn
+    python scripts/split_cost.py --direct split.discriminator=cnn dataset.test_shift=subpop
+
+`--direct` times the split alone, in this process (no training runs): the first repeat
+pays the imports (scikit-learn, and torch's optimizer machinery, which a run's trainer
+would import anyway), the later ones are the discriminator's own cost.
 
 Positional arguments are Hydra overrides for both arms (`split.*` ones reach only the
 adversarial arm). Timings are wall-clock and CPU on whatever machine this is: on a shared
@@ -48,11 +53,44 @@ def run(overrides: list[str], out_dir: Path) -> tuple[dict, float]:
     return summary, usage.ru_utime + usage.ru_stime
 
 
+def direct(overrides: list[str], repeats: int, threads: int) -> None:
+    """The adversarial split alone on the configured dataset, `repeats` times."""
+    import torch
+
+    from regx.config import compose_config
+    from regx.config.build import build_spec
+
+    torch.set_num_threads(threads)
+    spec = build_spec(compose_config(["split=adversarial", *overrides]))
+    data = spec.dataset.load(seed=spec.seed)
+    walls, cpus = [], []
+    for i in range(repeats):
+        info = spec.split(data.train_x, data.train_y, data.test_x, spec.seed).info
+        walls.append(info["seconds"])
+        cpus.append(info["cpu_seconds"])
+        print(
+            f"repeat {i + 1}: {info['seconds']:.2f}s wall / {info['cpu_seconds']:.2f}s CPU "
+            f"(AUC {info['auc']:.4f}){' (imports included)' if i == 0 else ''}",
+            flush=True,
+        )
+    warm = slice(1, None) if repeats > 1 else slice(None)
+    print(
+        f"\noverrides: {' '.join(overrides) or '(none)'}; {threads} thread(s); median of "
+        f"{'repeats 2–' + str(repeats) if repeats > 1 else 'one repeat'}: "
+        f"{statistics.median(walls[warm]):.2f}s wall / {statistics.median(cpus[warm]):.2f}s CPU"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both arms")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--direct", action="store_true", help="time the split alone, in-process")
+    parser.add_argument("--threads", type=int, default=1, help="--direct: torch threads")
     args = parser.parse_args()
+    if args.direct:
+        direct(args.overrides, args.repeats, args.threads)
+        return
     common = [o for o in args.overrides if not o.startswith("split.")]
     adversarial = ["split=adversarial", *args.overrides]
     cpu: dict[str, list[float]] = {"random": [], "adversarial": []}

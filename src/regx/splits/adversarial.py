@@ -39,8 +39,15 @@ import torch
 
 from regx.data.base import stratified_split
 from regx.errors import ConfigError, check, check_choice, check_range
+from regx.progress import WorkProgress
 from regx.splits.base import Split, SplitStrategy
-from regx.splits.discriminators import ConvDiscriminator, Discriminator, LogisticDiscriminator
+from regx.splits.discriminators import (
+    ConvDiscriminator,
+    Discriminator,
+    Fold,
+    FoldsDiscriminator,
+    LogisticDiscriminator,
+)
 from regx.splits.embeddings import FeatureEmbedding
 
 MODES = ("resample", "topk", "weight")
@@ -69,25 +76,38 @@ def out_of_fold_logits(
     folds: int,
     seed: int,
     discriminator: Discriminator,
+    name: str = "",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits of D for every train and test image from the fold model that did not see it.
 
     Returns (logits of the training images, logits of the test images, the fold in
-    which each image — train then test — was held out).
+    which each image — train then test — was held out). Fold j's model is seeded with
+    seed + j. `name` (e.g. "cnn") labels the progress lines.
     """
     from sklearn.model_selection import StratifiedKFold
 
     x = torch.cat([train_x, test_x])
     domain = np.concatenate([np.zeros(len(train_x), np.int64), np.ones(len(test_x), np.int64)])
+    kfold = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+    splits = [Fold(fit, held) for fit, held in kfold.split(np.zeros(len(x)), domain)]
     logits = np.empty(len(x), dtype=np.float64)
     fold_of = np.empty(len(x), dtype=np.int64)
-    kfold = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
-    for fold, (fit_idx, held_idx) in enumerate(kfold.split(np.zeros(len(x)), domain)):
-        fit_t, held_t = torch.from_numpy(fit_idx), torch.from_numpy(held_idx)
-        logits[held_idx] = discriminator.fit_logits(
-            x[fit_t], domain[fit_idx], x[held_t], seed + fold
-        )
-        fold_of[held_idx] = fold
+    label = f"the {name} discriminator" if name else "the discriminator"
+    doing, done = f"fitting {label} on {folds} folds", f"fitted {label} on {folds} folds"
+    with WorkProgress(folds, "folds", doing, done) as progress:
+        if isinstance(discriminator, FoldsDiscriminator):  # all folds at once
+            held_logits = discriminator.fit_folds(x, domain, splits, seed, progress.advance)
+        else:
+            held_logits = []
+            for j, fold in enumerate(splits):
+                fit_t, held_t = torch.from_numpy(fold.fit), torch.from_numpy(fold.held)
+                held_logits.append(
+                    discriminator.fit_logits(x[fit_t], domain[fold.fit], x[held_t], seed + j)
+                )
+                progress.advance()
+    for j, (fold, fold_logits) in enumerate(zip(splits, held_logits)):
+        logits[fold.held] = fold_logits
+        fold_of[fold.held] = j
     n = len(train_x)
     return logits[:n], logits[n:], fold_of
 
@@ -104,7 +124,7 @@ class AdversarialSplit(SplitStrategy):
         logreg_c: float = 0.01,
         pca: int | None = None,
         cnn_epochs: int = 20,
-        cnn_patience: int = 5,
+        cnn_patience: int = 3,
         cnn_width: int = 16,
         features: str = "random",
         feature_epochs: int = 3,
@@ -213,12 +233,18 @@ class AdversarialSplit(SplitStrategy):
         with threadpool_limits(limits=torch.get_num_threads()):
             (fit_train, fit_test), feature_info = self._inputs(train_x, train_y, test_x, seed)
             logit_train, logit_test, fold_of = out_of_fold_logits(
-                fit_train, fit_test, self.folds, seed, self.discriminator
+                fit_train, fit_test, self.folds, seed, self.discriminator, self._name()
             )
         # Wall and this thread's CPU time of the discriminator (imports included); wall
         # time can include waiting on other threads (e.g. a background import).
         timing = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - cpu0}
         return logit_train, logit_test, fold_of, {**timing, **feature_info}
+
+    def _name(self) -> str:
+        """What the progress lines call the discriminator: "pixel logreg", "cnn", …"""
+        if self.embedding is None:
+            return "pixel logreg" if self.discriminator_name == "logreg" else "cnn"
+        return f"{self.embedding.kind}-net features logreg"
 
     def _validation(
         self, w: np.ndarray, d_train: np.ndarray, train_y: torch.Tensor, seed: int

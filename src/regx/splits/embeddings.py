@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from regx.errors import check, check_choice, check_range
-from regx.splits.discriminators import SmallConvNet
+from regx.splits.convnets import SmallConvNet
 
 FEATURE_KINDS = ("random", "trained")
 

@@ -151,7 +151,7 @@ def _not_one_of(choice: Choice) -> object:
 def _declared_cases() -> list[tuple[str, str, str, object]]:
     """(group, option, key, bad value) for each Range or Choice a shipped option declares."""
     cases = []
-    for group in ("loss", "aug", "model", "dataset"):
+    for group in ("loss", "aug", "model", "dataset", "split"):
         for name, option in catalog()[group].items():
             cls = option_class(group, option)
             keys = {p.key for p in option.params}
@@ -178,6 +178,10 @@ def test_the_components_declare_their_limits() -> None:
         ("model", "cnn", "dropout"),
         ("dataset", "synthetic", "num_train"),
         ("dataset", "digits", "test_shift"),
+        ("split", "random", "val_fraction"),
+        ("split", "adversarial", "clip"),
+        ("split", "adversarial", "cnn_epochs"),
+        ("split", "adversarial", "device"),
     ]:
         assert expected in declared
 

@@ -16,6 +16,8 @@ from regx.engine.setup import prepare_data
 from regx.errors import ConfigError
 from regx.report.split_plot import plot_split
 from regx.splits.adversarial import AdversarialSplit, effective_sample_size, out_of_fold_logits
+from regx.splits.discriminators import ConvDiscriminator
+from regx.splits.embeddings import FeatureEmbedding
 from regx.splits.random import RandomSplit
 
 CPU = torch.device("cpu")
@@ -323,6 +325,10 @@ def test_split_is_deterministic_given_the_seed(digits_noisy, noisy_split):
         ),
         ("split.folds=1", "split.folds=1: must be an integer ≥ 2"),
         ("split.clip=0.5", "split.clip=0.5: must be in (1, inf)"),
+        ("split.logreg_c=0", "split.logreg_c=0: must be in (0, inf)"),
+        ("split.cnn_epochs=0", "split.cnn_epochs=0: must be an integer ≥ 1"),
+        ("split.cnn_width=0", "split.cnn_width=0: must be an integer ≥ 1"),
+        ("split.device=tpu", "split.device=tpu: must be one of auto, cpu, cuda"),
         ("split.weight_train=true", "split.weight_train=True: only applies to split.mode=weight"),
         (
             "split.pca=0",
@@ -334,6 +340,34 @@ def test_bad_split_values_name_the_key(compose_cfg, override, message):
     with pytest.raises(ConfigError) as err:
         build_spec(compose_cfg(["split=adversarial", override]))
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 0}, "epochs=0: must be an integer ≥ 1"),
+        ({"patience": 2.5}, "patience=2.5: must be an integer ≥ 1"),
+        ({"width": 0}, "width=0: must be an integer ≥ 1"),
+        ({"batch_size": 1}, "batch_size=1: must be an integer ≥ 2"),
+        ({"lr": 0.0}, "lr=0.0: must be in (0, inf)"),
+        ({"holdout": 1}, "holdout=1: must be an integer ≥ 2"),
+    ],
+)
+def test_the_cnn_discriminator_built_directly_refuses_bad_settings(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        ConvDiscriminator(**kwargs)
+    assert str(err.value) == message
+
+
+def test_the_split_keys_set_the_cnn_discriminator_and_feature_net():
+    split = AdversarialSplit(discriminator="cnn", cnn_epochs=7, cnn_patience=2, cnn_width=4)
+    assert (split.discriminator.epochs, split.discriminator.patience) == (7, 2)
+    assert split.discriminator.width == 4
+    features = AdversarialSplit(discriminator="features", features="trained", feature_epochs=2)
+    assert (features.embedding.kind, features.embedding.epochs) == ("trained", 2)
+    with pytest.raises(ConfigError) as err:
+        FeatureEmbedding(width=0)
+    assert str(err.value) == "width=0: must be an integer ≥ 1"
 
 
 def test_plot_split_writes_a_png(tmp_path: Path, noisy_split):

@@ -33,22 +33,28 @@ training density and q the test density:
 from __future__ import annotations
 
 import time
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
 from regx.data.base import stratified_split
-from regx.errors import ConfigError, check, check_choice, check_range
+from regx.errors import ConfigError, check
+from regx.params import Choice, Range, check_params
 from regx.progress import WorkProgress
 from regx.splits.base import Split, SplitStrategy
 from regx.splits.discriminators import (
+    CnnEpochs,
+    CnnPatience,
+    CnnWidth,
     ConvDiscriminator,
     Discriminator,
     Fold,
     FoldsDiscriminator,
     LogisticDiscriminator,
 )
-from regx.splits.embeddings import FeatureEmbedding
+from regx.splits.embeddings import FEATURE_KINDS, FeatureEmbedding
+from regx.splits.random import ValFraction
 
 MODES = ("resample", "topk", "weight")
 DISCRIMINATORS = ("logreg", "cnn", "features")
@@ -113,36 +119,27 @@ def out_of_fold_logits(
 
 
 class AdversarialSplit(SplitStrategy):
+    @check_params
     def __init__(
         self,
-        val_fraction: float = 0.1,
-        mode: str = "resample",
-        discriminator: str = "logreg",
-        folds: int = 5,
-        clip: float = 10.0,
+        val_fraction: ValFraction = 0.1,
+        mode: Annotated[str, Choice(MODES)] = "resample",
+        discriminator: Annotated[str, Choice(DISCRIMINATORS)] = "logreg",
+        folds: Annotated[int, Range(2, integer=True)] = 5,
+        clip: Annotated[float, Range(1, lo_open=True)] = 10.0,  # the cap stays above the median
         weight_train: bool = False,
-        logreg_c: float = 0.01,
+        logreg_c: Annotated[float, Range(0, lo_open=True)] = 0.01,
         pca: int | None = None,
-        cnn_epochs: int = 20,
-        cnn_patience: int = 3,
-        cnn_width: int = 16,
-        features: str = "random",
-        feature_epochs: int = 3,
+        cnn_epochs: CnnEpochs = 20,
+        cnn_patience: CnnPatience = 3,
+        cnn_width: CnnWidth = 16,
+        features: Annotated[str, Choice(FEATURE_KINDS)] = "random",
+        feature_epochs: Annotated[int, Range(1, integer=True)] = 3,
         feature_pca: int | None = 8,
-        device: str = "auto",
+        device: Literal["auto", "cpu", "cuda"] = "auto",
         clean_val: bool = False,
     ) -> None:
         self.set_clean_val(clean_val)
-        check_range("val_fraction", val_fraction, 0, 1, lo_open=True, hi_open=True)
-        check_choice("mode", mode, MODES)
-        check_choice("discriminator", discriminator, DISCRIMINATORS)
-        check(
-            isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2,
-            "folds",
-            folds,
-            "must be an integer ≥ 2",
-        )
-        check_range("clip", clip, 1, lo_open=True)
         check(isinstance(weight_train, bool), "weight_train", weight_train, "must be true or false")
         check(
             not weight_train or mode == "weight",
@@ -150,7 +147,6 @@ class AdversarialSplit(SplitStrategy):
             weight_train,
             "only applies to split.mode=weight",
         )
-        check_choice("device", device, ("auto", "cpu", "cuda"))
         self.val_fraction, self.mode, self.folds = float(val_fraction), mode, folds
         self.clip, self.weight_train = float(clip), weight_train
         self.discriminator_name = discriminator

@@ -38,18 +38,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regx.errors import ConfigError, check, check_range
+from regx.errors import ConfigError, check
+from regx.params import Range, check_params
 from regx.splits.convnets import SmallConvNet, StackedConvNet, stack_batches
 
 # Batches of an epoch's end whose statistics become the eval-mode batch-norm statistics.
 NORM_BATCHES = 4
+# ConvDiscriminator's limits that AdversarialSplit's `cnn_epochs`, `cnn_patience` and
+# `cnn_width` declare as well.
+CnnEpochs = Annotated[int, Range(1, integer=True)]
+CnnPatience = Annotated[int, Range(1, integer=True)]
+CnnWidth = Annotated[int, Range(1, integer=True)]
 
 
 class Discriminator(Protocol):
@@ -84,7 +90,7 @@ def _flat_pixels(x: torch.Tensor) -> np.ndarray:
 
 class LogisticDiscriminator:
     def __init__(self, c: float = 0.01, pca: int | None = None, pca_key: str = "pca") -> None:
-        check_range("logreg_c", c, 0, lo_open=True)
+        # c > 0 is checked where users set it: AdversarialSplit's `logreg_c`.
         if pca is not None:
             check(
                 isinstance(pca, int) and not isinstance(pca, bool) and pca >= 1,
@@ -114,22 +120,17 @@ class LogisticDiscriminator:
 
 
 class ConvDiscriminator:
+    @check_params
     def __init__(
         self,
-        epochs: int = 20,
-        patience: int = 3,
-        width: int = 16,
-        batch_size: int = 128,
-        lr: float = 1e-2,
-        holdout: int = 5,
+        epochs: CnnEpochs = 20,
+        patience: CnnPatience = 3,
+        width: CnnWidth = 16,
+        batch_size: Annotated[int, Range(2, integer=True)] = 128,  # ≥ 1 image of each side
+        lr: Annotated[float, Range(0, lo_open=True)] = 1e-2,
+        holdout: Annotated[int, Range(2, integer=True)] = 5,  # 1/holdout of a side early-stops
         device: str = "auto",
     ) -> None:
-        check_range("cnn_epochs", epochs, 1)
-        check_range("cnn_patience", patience, 1)
-        check_range("cnn_width", width, 1)
-        check_range("cnn_batch_size", batch_size, 2)
-        check_range("cnn_lr", lr, 0, lo_open=True)
-        check_range("cnn_holdout", holdout, 2)
         self.epochs, self.patience, self.width = int(epochs), int(patience), int(width)
         self.batch_size, self.lr, self.holdout = int(batch_size), float(lr), int(holdout)
         self.device_name = device

@@ -38,13 +38,14 @@ the global stream the trainer seeded does not move.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regx.errors import check, check_choice, check_range
+from regx.params import Range, check_params
 from regx.splits.convnets import SmallConvNet
 
 FEATURE_KINDS = ("random", "trained")
@@ -67,23 +68,18 @@ class Embedded:
 
 
 class FeatureEmbedding:
+    # `kind` and `epochs` are limited where users set them: AdversarialSplit's `features`
+    # (one of FEATURE_KINDS) and `feature_epochs` (an integer ≥ 1).
+    @check_params
     def __init__(
         self,
         kind: str = "random",
         epochs: int = 3,
-        width: int = 16,
+        width: Annotated[int, Range(1, integer=True)] = 16,
         batch_size: int = 128,
         lr: float = 1e-2,
         device: str = "auto",
     ) -> None:
-        check_choice("features", kind, FEATURE_KINDS)
-        check(
-            isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1,
-            "feature_epochs",
-            epochs,
-            "must be an integer ≥ 1",
-        )
-        check_range("feature_width", width, 1)
         self.kind, self.epochs, self.width = kind, int(epochs), int(width)
         self.batch_size, self.lr, self.device_name = int(batch_size), float(lr), device
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from regx.data.base import stratified_split
-from regx.errors import check_range
+from regx.params import Range, check_params
 from regx.splits.base import Split, SplitStrategy
+
+# Both splits' `val_fraction`: some images validate and some train.
+ValFraction = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
 
 
 class RandomSplit(SplitStrategy):
-    def __init__(self, val_fraction: float = 0.1, clean_val: bool = False) -> None:
-        check_range("val_fraction", val_fraction, 0, 1, lo_open=True, hi_open=True)
+    @check_params
+    def __init__(self, val_fraction: ValFraction = 0.1, clean_val: bool = False) -> None:
         self.val_fraction = val_fraction
         self.set_clean_val(clean_val)
 

@@ -32,8 +32,8 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
-from regx.errors import check, check_range
-from regx.models.base import Classifier, HiddenMixLike
+from regx.errors import check_range
+from regx.models.base import Classifier, HiddenMixLike, positive_widths
 from regx.params import Range, check_params
 
 Positive = Annotated[float, Range(0, None, lo_open=True)]
@@ -69,13 +69,7 @@ class AirNet(Classifier):
         output_scale: Positive = 0.125,
         tta: Literal["none", "flip"] = "flip",
     ) -> None:
-        widths = list(widths)
-        check(
-            len(widths) > 0 and all(w > 0 for w in widths),
-            "widths",
-            widths,
-            "must be a non-empty list of positive channel counts",
-        )
+        widths = positive_widths("widths", widths)
         check_range("whiten_kernel", whiten_kernel, 1, image_size)
         patch_dim = in_channels * whiten_kernel**2
         whiten = nn.Conv2d(in_channels, 2 * patch_dim, whiten_kernel, bias=True)

@@ -16,12 +16,13 @@ not depend on them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Protocol
 
 import torch
 from torch import nn
 
+from regx.errors import check
 from regx.params import Range
 
 Dropout = Annotated[float, Range(0, 1, hi_open=True)]  # the probability of zeroing a unit
@@ -80,3 +81,16 @@ class Classifier(nn.Module):
                 h = mix_hidden(h, hidden_mix.lam, hidden_mix.partners)
             h = module(h)
         return h
+
+
+def positive_widths(key: str, values: Sequence[int], what: str = "channel counts") -> list[int]:
+    """`values` as a list, refused (ConfigError) unless it is a non-empty list of positive
+    numbers: the layer widths of a model."""
+    values = list(values)
+    check(
+        len(values) > 0 and all(v > 0 for v in values),
+        key,
+        values,
+        f"must be a non-empty list of positive {what}",
+    )
+    return values

@@ -13,8 +13,7 @@ from typing import Annotated
 
 from torch import nn
 
-from regx.errors import check
-from regx.models.base import Classifier, Dropout
+from regx.models.base import Classifier, Dropout, positive_widths
 from regx.params import Range, check_params
 
 
@@ -37,13 +36,7 @@ class SmallCNN(Classifier):
         convs_per_stage: Annotated[int, Range(1)] = 1,
         dropout: Dropout = 0.0,
     ) -> None:
-        widths = list(widths)
-        check(
-            len(widths) > 0 and all(w > 0 for w in widths),
-            "widths",
-            widths,
-            "must be a non-empty list of positive channel counts",
-        )
+        widths = positive_widths("widths", widths)
         layers: list[nn.Module] = []
         c, size = in_channels, image_size
         stage_starts = []

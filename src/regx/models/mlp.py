@@ -9,8 +9,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from regx.errors import check
-from regx.models.base import Classifier, Dropout
+from regx.models.base import Classifier, Dropout, positive_widths
 from regx.params import check_params
 
 
@@ -24,13 +23,7 @@ class MLP(Classifier):
         hidden: Sequence[int] = (256, 256),
         dropout: Dropout = 0.0,
     ) -> None:
-        hidden = list(hidden)
-        check(
-            len(hidden) > 0 and all(h > 0 for h in hidden),
-            "hidden",
-            hidden,
-            "must be a non-empty list of positive widths",
-        )
+        hidden = positive_widths("hidden", hidden, "widths")
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_channels * image_size * image_size
         block_starts = []

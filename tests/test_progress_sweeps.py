@@ -13,7 +13,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from regx.app.callbacks import JobMark, claim_mark, duration, progress_line
-from regx.app.sweeps import BASIC_SWEEPER, SweepPlan, sweep_plan
+from regx.app.sweeps import SweepPlan, sweep_plan
+from regx.config.hydra_compat import BASIC_SWEEPER
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 # `++`: added, or set where conf/config.yaml already registers the callback

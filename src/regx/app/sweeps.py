@@ -23,6 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from regx.config import hydra_compat
 from regx.errors import ConfigError, MissingExtraError, UserError
 
 # Hydra plugins regx configures: the module their classes live in → (pip package, extra, option).
@@ -197,8 +198,6 @@ def all_failed(n_trials: int, sweep_dir: Path) -> None:
 
 # -- the sweep's plan, for its progress lines (regx.app.callbacks.SweepProgress) ---------------
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
 
 @dataclass
 class SweepPlan:
@@ -231,31 +230,13 @@ def planned_jobs(config: DictConfig, sweep_dir: Path) -> int | None:
     `n_trials` (regx_optuna): those not yet in the sweep dir (a continued search counts
     its earlier trials, each of which left a job folder). Otherwise None."""
     sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-    if sweeper == BASIC_SWEEPER:
-        return _basic_sweep_size(config)
+    if sweeper == hydra_compat.BASIC_SWEEPER:
+        return hydra_compat.basic_sweep_size(config)
     n_trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
     if isinstance(n_trials, int) and not isinstance(n_trials, bool) and n_trials > 0:
         earlier = sum(1 for _ in sweep_dir.glob("*/.hydra/config.yaml"))
         return max(n_trials - earlier, 0)
     return None
-
-
-def _basic_sweep_size(config: DictConfig) -> int | None:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += [str(o) for o in config.hydra.overrides.task]
-    hydra = GlobalHydra.instance()  # its config loader expands glob(…) over a group's options
-    loader = hydra.config_loader() if hydra.is_initialized() else None
-    try:
-        parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
-        return len(BasicSweeper.split_arguments(parsed, None)[0])
-    except (HydraException, ValueError):
-        return None  # the sweeper itself reports a bad override
 
 
 def launcher_parallel(config: DictConfig) -> int:

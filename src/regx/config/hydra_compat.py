@@ -13,6 +13,8 @@ omegaconf 2.3 and 2.4. Three things changed between them, all handled here:
   package in the environment variable `REGX_TRUSTED_TARGETS` (`mylab.*`, comma-separated),
   which is read by trusted code, not by the config. Hydra 1.3 has no such check.
 - OmegaConf 2.4 renames `register_new_resolver` to `register_resolver`.
+
+Hydra's private API is used here only: `apply_overrides` and `basic_sweep_size`.
 """
 
 from __future__ import annotations
@@ -96,3 +98,26 @@ def apply_overrides(cfg: Any, parsed: list[Any]) -> None:
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def basic_sweep_size(config: Any) -> int | None:
+    """Jobs Hydra's basic sweeper expands `config` into (`hydra.sweeper.params` and the
+    command line's overrides), counted by its own `split_arguments`; None if it cannot."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += [str(o) for o in config.hydra.overrides.task]
+    hydra = GlobalHydra.instance()  # its config loader expands glob(…) over a group's options
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    try:
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+        return len(BasicSweeper.split_arguments(parsed, None)[0])
+    except (HydraException, ValueError):
+        return None  # the sweeper itself reports a bad override

@@ -9,6 +9,7 @@ Hydra's own pre-job errors condensed exactly as on the command line); a few run 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -243,8 +244,15 @@ def test_resume_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
             "error: -m and --cfg cannot be combined: Hydra runs one of them; to see a sweep "
             "job's config, drop -m: regx train --cfg job OVERRIDES",
         ),
+        pytest.param(
+            ["train", "-m", "hydra/launcher=submitit_slurm", "seed=0,1", "trainer=smoke"],
+            "error: hydra/launcher=submitit_slurm: this machine has no srun (not a SLURM "
+            "cluster); run from a SLURM login node, or use hydra/launcher=submitit_local or "
+            "hydra/launcher=joblib",
+            marks=pytest.mark.skipif(shutil.which("srun") is not None, reason="srun is here"),
+        ),
     ],
-    ids=["hydra-struct", "lr-range", "resume-not-a-run", "two-hydra-modes"],
+    ids=["hydra-struct", "lr-range", "resume-not-a-run", "two-hydra-modes", "no-slurm"],
 )
 def test_cli_process_prints_one_line_and_exits_2(
     args: list[str], message: str, tmp_path: Path

@@ -63,7 +63,7 @@ def error_line(held: str, args: list[str]) -> str:
     """The one line (without "error: ") for Hydra's pre-job output `held`."""
     line = condense(held)
     rewrites = (_unknown_key, _unknown_option, _refused_target, _unimportable_target)
-    for rewrite in (*rewrites, _folder_error, _grammar):
+    for rewrite in (*rewrites, _folder_error, _grammar, _no_slurm):
         better = rewrite(held, line, args)
         if better:
             return better
@@ -248,4 +248,13 @@ def _grammar(held: str, line: str, args: list[str]) -> str | None:
     return (
         f"cannot read the override {bad}: unquoted values may hold only ASCII letters, digits "
         f"and _-./:@; quote the value: {key}='{value}'"
+    )
+
+
+def _no_slurm(held: str, line: str, args: list[str]) -> str | None:
+    if 'Could not detect "srun"' not in line:
+        return None
+    return (
+        "hydra/launcher=submitit_slurm: this machine has no srun (not a SLURM cluster); run "
+        "from a SLURM login node, or use hydra/launcher=submitit_local or hydra/launcher=joblib"
     )

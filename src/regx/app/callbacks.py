@@ -102,11 +102,10 @@ class JobMark:
 
 def run_status(run_dir: Path) -> str | None:
     """The `status` of the run's summary.json; None when it has none or cannot be read."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary.get("status") if isinstance(summary, dict) else None
+    from regx.app.run_dirs import summary_of
+
+    summary = summary_of(run_dir)
+    return None if summary is None else summary.get("status")
 
 
 def job_failed(job_return: Any, run_dir: Path) -> bool:

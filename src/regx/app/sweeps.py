@@ -176,11 +176,10 @@ def summary_value(summary: dict[str, Any], key: str) -> float:
 
 def failure_reason(run_dir: Path) -> str:
     """What a run's summary.json says about why it gave no objective value."""
-    import json
+    from regx.app.run_dirs import summary_of
 
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
+    summary = summary_of(run_dir)
+    if summary is None:
         return "no summary.json"
     return f"{summary.get('status')}: {summary.get('message') or 'no objective value'}"
 

@@ -17,12 +17,12 @@ continued study draws new points instead of the first launch's again.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regx.app.run_dirs import summary_of
 from regx.errors import ConfigError, UserError, check_choice
 
 SAMPLERS = ("auto", "tpe", "random", "cmaes", "nsgaii")
@@ -161,7 +161,7 @@ def recover_cut_off(study: Any, sweep_dir: Path, objective: list[str]) -> list[s
 
     lines = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        summary = _read_summary(sweep_dir / str(trial.number))
+        summary = summary_of(sweep_dir / str(trial.number)) or {}
         values = [summary_value(summary, key) for key in objective]
         if summary.get("status") == "finished" and all(map(math.isfinite, values)):
             study.tell(trial.number, values)
@@ -174,11 +174,3 @@ def recover_cut_off(study: Any, sweep_dir: Path, objective: list[str]) -> list[s
             study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
             lines.append(f"trial {trial.number}: cut off by the stopped search; asked again")
     return lines
-
-
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}

@@ -9,8 +9,8 @@ imports), interleaving three variants:
 
 - `report`: as shipped; summary.json's `report_time_s` is the time `write_run_report`
   took (report.md and every figure, including the matplotlib import if not yet done);
-- `no-preload`: the same without loading matplotlib (and drawing a throwaway copy of each
-  figure, to warm its caches) in a background thread while the run trains;
+- `inline`: the same with the figures drawn in the run's own process, without the worker
+  forked at the start that loads matplotlib while the run trains and draws them at the end;
 - `none`: `write_run_report` replaced by a no-op, so matplotlib is never imported.
 
 It prints per run the process wall and CPU time, the run's `wall_time_s`, `report_time_s`
@@ -39,7 +39,7 @@ CHILD = r"""
 import json, resource, sys, time, torch
 variant, run_dir, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
 import regx.report.figures as figures
-import regx.report.preload as preload
+import regx.report.figure_worker as figure_worker
 import regx.report.run_report as run_report
 report_cpu = [0.0]
 shipped = run_report.write_run_report
@@ -48,21 +48,22 @@ def timed(*args, **kwargs):
     shipped(*args, **kwargs)
     report_cpu[0] += time.thread_time() - start
 run_report.write_run_report = (lambda *args, **kwargs: None) if variant == "none" else timed
-if variant == "report":
-    preload.preload_in_background()  # as `regx train` does before training (idempotent)
-else:
-    preload.preload_in_background = lambda: None
+if variant != "report":
+    figure_worker.FigureWorker.start = classmethod(lambda cls: None)
 from regx.app.hydra_task import run_hydra
 code = run_hydra(["trainer.progress=false", f"hydra.run.dir={run_dir}", *overrides])
-usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = sum(  # the run's process and its figure worker (reaped when the run ended)
+    u.ru_utime + u.ru_stime
+    for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+)
 with open(f"{run_dir}/cpu.json", "w") as f:
-    json.dump({"process_cpu": usage.ru_utime + usage.ru_stime, "report_cpu": report_cpu[0]}, f)
+    json.dump({"process_cpu": cpu, "report_cpu": report_cpu[0]}, f)
 sys.exit(code)
 """
 
 
 def ab(repeats: int, overrides: list[str]) -> None:
-    variants = ("report", "no-preload", "none")
+    variants = ("report", "inline", "none")
     rows: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):

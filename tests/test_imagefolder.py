@@ -276,7 +276,7 @@ def test_progress_is_a_bar_on_a_terminal_and_two_log_lines_otherwise(monkeypatch
         "decoded 10 images of X",
     ]
     caplog.clear()
-    monkeypatch.setattr(progress.Console, "is_terminal", property(lambda self: True))
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     with progress.WorkProgress(10, "images", DOING, DONE) as bar:
         bar.advance(4)
         assert bar.bar.tasks[0].completed == 4 and bar.bar.tasks[0].total == 10

@@ -1,8 +1,8 @@
 """Progress a user sees during long work: the training bar (running loss, images/s, few host
 reads), `regx evaluate`'s corruption and attack sweeps, and `regx report` over many runs.
 
-A terminal is simulated by making rich's Console report one (as tests/test_imagefolder.py
-does); off a terminal the work logs two lines (regx.progress.WorkProgress)."""
+A terminal is simulated by making `regx.progress.stderr_is_terminal` report one (as
+tests/test_imagefolder.py does); off a terminal the work logs two lines (regx.progress.WorkProgress)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from rich.console import Console
 from torch import nn
 
+from regx import progress as work_progress
 from regx.engine import progress as engine_progress
 from regx.engine import trainer as trainer_module
 from regx.engine.robustness import RobustnessRequest, attack_sweep, corruption_sweep, counted
@@ -38,7 +38,7 @@ TICK = 1 / 128  # seconds the fake clock moves per reading: a bar read every 64 
 
 @pytest.fixture
 def terminal(monkeypatch):
-    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    monkeypatch.setattr(work_progress, "stderr_is_terminal", lambda: True)
 
 
 def messages(caplog) -> list[str]:

@@ -104,45 +104,6 @@ def test_weighted_split_fits_the_temperature_with_its_weights(tmp_path):
     assert "](split.png)" in text and png_size(tmp_path / "split.png")[0] > 300
 
 
-def test_preload_draws_every_figure_kind_off_the_main_thread():
-    import io
-    import threading
-
-    from regx.report import preload
-
-    buffers: list[io.BytesIO] = []
-
-    def sink() -> io.BytesIO:
-        buffers.append(io.BytesIO())
-        return buffers[-1]
-
-    worker = threading.Thread(target=preload.draw_dummy_report, args=(sink,))
-    worker.start()
-    worker.join()
-    assert len(buffers) == 3
-    for buf in buffers:
-        assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n" and len(buf.getvalue()) > 5000
-
-
-def test_the_figure_preload_runs_once_per_process_and_the_first_figure_waits_for_it() -> None:
-    import subprocess
-    import sys
-
-    script = """
-from regx.report import figures, preload
-preload.preload_in_background()
-preload.preload_in_background()  # still loading: no second thread
-threads = figures._preload_threads()
-assert len(threads) == 1 and not threads[0].daemon, threads  # exit must not cut it short
-assert figures.new_figure(1, 1) is not None and not figures._preload_threads()
-preload.preload_in_background()  # loaded: nothing to do
-assert not figures._preload_threads()
-print("ok")
-"""
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
-
-
 def synthetic_predictions(n: int = 300, k: int = 5, scale: float = 3.0, seed: int = 0):
     rng = np.random.default_rng(seed)
     logits = torch.as_tensor(rng.normal(scale=scale, size=(n, k)), dtype=torch.float32)

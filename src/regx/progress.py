@@ -5,20 +5,19 @@ start and one at the end, so CI logs and error output stay clean."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from types import TracebackType
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from typing import Any
 
 log = logging.getLogger("regx")
+
+
+def stderr_is_terminal() -> bool:
+    """Whether progress bars are drawn: stderr is a terminal. (rich is imported only then:
+    it costs a run about 0.1 s of start-up.)"""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
 
 
 class WorkProgress:
@@ -31,24 +30,32 @@ class WorkProgress:
 
     def __init__(self, total: int, unit: str, doing: str, done: str) -> None:
         self.total, self.unit, self.doing, self.done_line = total, unit, doing, done
-        console = Console(stderr=True)
-        self.bar = (
-            Progress(
-                TextColumn(doing),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[rate]} " + unit + "/s"),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            )
-            if console.is_terminal
-            else None
-        )
+        self.bar = self._bar() if stderr_is_terminal() else None
         self.task = None
         self.started = 0.0
         self.done = 0
+
+    def _bar(self) -> Any:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        return Progress(
+            TextColumn(self.doing),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]} " + self.unit + "/s"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True, force_terminal=True),
+            transient=True,
+        )
 
     def __enter__(self) -> WorkProgress:
         self.started = time.perf_counter()

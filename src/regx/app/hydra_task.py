@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +165,13 @@ def _train(cfg: DictConfig, guard: Any, multirun: bool, overrides: list[str]) ->
     pruning = build_pruning_hook(cfg)  # a search trial: report the objective per epoch
     if pruning is not None:
         spec.hooks.append(pruning)
-    from regx.report.preload import preload_in_background
+    from regx.report.figure_worker import FigureWorker
 
-    preload_in_background()  # matplotlib loads while the run trains; its report needs it
-    return train(spec, run_dir), False
+    # forked before the run loads data or touches CUDA: it loads matplotlib while the run
+    # trains and draws the report's figures at the end (None: drawn inline)
+    figures = FigureWorker.start() if is_main_process() else None
+    with figures or nullcontext():
+        return train(spec, run_dir, figures), False
 
 
 def _os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:

@@ -14,31 +14,42 @@ from __future__ import annotations
 import math
 import time
 from types import TracebackType
+from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from regx import progress as work_progress
 from regx.engine.state import EpochSums
 
 REFRESH_SECONDS = 0.5  # at most two host syncs a second for the bar
 
 
+def _bar() -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[shown]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True, force_terminal=True),
+        transient=True,
+    )
+
+
 class EpochProgress:
     def __init__(self, steps_per_epoch: int, epochs: int, enabled: bool = True) -> None:
-        console = Console(stderr=True)
-        self.enabled = enabled and console.is_terminal
+        self.enabled = enabled and work_progress.stderr_is_terminal()
         self.steps, self.epochs = steps_per_epoch, epochs
-        self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[shown]}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not self.enabled,
-        )
+        self.progress = _bar() if self.enabled else None
         self.task = None
         self.clock = time.perf_counter  # wall time, read once per step (no sync)
         self.reads = 0  # host reads of the loss (each one sync), for the record
@@ -46,7 +57,8 @@ class EpochProgress:
         self.images = 0  # trained on since the epoch (or its resumed part) started
 
     def __enter__(self) -> EpochProgress:
-        self.progress.__enter__()
+        if self.progress is not None:
+            self.progress.__enter__()
         return self
 
     def __exit__(
@@ -55,10 +67,11 @@ class EpochProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.progress.__exit__(exc_type, exc, tb)
+        if self.progress is not None:
+            self.progress.__exit__(exc_type, exc, tb)
 
     def start_epoch(self, epoch: int) -> None:
-        if not self.enabled:
+        if self.progress is None:
             return
         if self.task is not None:
             self.progress.remove_task(self.task)

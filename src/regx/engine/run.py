@@ -26,6 +26,7 @@ from regx.engine.state import TrainState
 from regx.engine.trainer import Trainer
 from regx.errors import DivergedError, RunInterrupted, RunPruned
 from regx.keys import config_hash
+from regx.report.figure_worker import FigureWorker
 
 log = logging.getLogger("regx")
 
@@ -97,7 +98,11 @@ def training_label_arrays(trainer: Trainer) -> dict[str, Any]:
 
 
 def finalize_run(
-    trainer: Trainer, started: float, phases: dict[str, float], t0: float
+    trainer: Trainer,
+    started: float,
+    phases: dict[str, float],
+    t0: float,
+    figures: FigureWorker | None = None,
 ) -> dict[str, Any]:
     """Score the best weights and write predictions, report and summary.json.
 
@@ -131,7 +136,9 @@ def finalize_run(
     summary["timings"] = {f"{k}_s": v for k, v in {**phases, **scored.phase_seconds}.items()}
     report = ReportInputs(history=trainer.state.history, split_arrays=p.split.arrays)
     arrays = training_label_arrays(trainer)
-    return write_run_outputs(trainer.run_dir, ev, scored, summary, report, t0, spec.loggers, arrays)
+    return write_run_outputs(
+        trainer.run_dir, ev, scored, summary, report, t0, spec.loggers, arrays, figures
+    )
 
 
 def _log_resumed(trainer: Trainer, run_dir: Path) -> None:
@@ -142,8 +149,9 @@ def _log_resumed(trainer: Trainer, run_dir: Path) -> None:
     )
 
 
-def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+def train(spec: RunSpec, run_dir: Path, figures: FigureWorker | None = None) -> dict[str, Any]:
     """Train, evaluate and write every file of the run; returns summary.json's content.
+    `figures`: a worker that draws the report's figures (inline without one).
 
     summary.json says `running` from the start (after a resume was accepted), then
     `finished`, `diverged` or `interrupted`: a run killed outright is left `running`.
@@ -170,7 +178,7 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         train_seconds = time.perf_counter() - t0
         trainer.best.load_into(trainer.model)
         phases = {"setup": setup_seconds, "train_loop": train_seconds - setup_seconds}
-        summary = finalize_run(trainer, started, phases, t0) if main else {}
+        summary = finalize_run(trainer, started, phases, t0, figures) if main else {}
     if trainer.stop.requested:
         log.warning("%s arrived after the last epoch; the run finished", trainer.stop.signal_name)
     return summary

@@ -23,6 +23,7 @@ from regx.metrics.bootstrap import confidence_intervals
 from regx.metrics.calibration import calibration_metrics
 from regx.metrics.retrieval import retrieval_at_k
 from regx.metrics.temperature import fit_temperature
+from regx.report.figure_worker import FigureWorker, draw_inline
 
 
 @dataclass
@@ -212,9 +213,11 @@ def write_run_outputs(
     t0: float,
     loggers: tuple[Any, ...] | list[Any] = (),
     extra_arrays: dict[str, np.ndarray] | None = None,
+    figures: FigureWorker | None = None,
 ) -> dict[str, Any]:
     """predictions.npz, the report (report.md and figures), the trackers' final record, then
-    summary.json; returns the summary."""
+    summary.json; returns the summary. With a `figures` worker, it draws the figures while
+    report.md is written; summary.json waits for them."""
     from regx.report.run_report import write_run_report
 
     arrays = prediction_arrays(ev, scored)
@@ -233,7 +236,10 @@ def write_run_outputs(
         split_arrays=report.split_arrays,
         choices=report.choices,
         title=report.title,
+        draw=figures.draw if figures is not None else draw_inline,
     )
+    if figures is not None:
+        figures.wait()
     summary["report_time_s"] = time.perf_counter() - t_report
     if "timings" in summary:
         summary["timings"]["report_s"] = summary["report_time_s"]

@@ -4,9 +4,9 @@ Cost matters: the run report is drawn at the end of every run (scripts/report_co
 measures it). What the measurements showed, and what follows from them:
 
 - Importing matplotlib and the first draw of each kind of figure (fonts, glyph caches)
-  cost about as much as drawing the figures. `regx train` therefore loads matplotlib and
-  draws a throwaway copy of each figure in a background thread while the run trains
-  (`regx.report.preload.preload_in_background`).
+  cost about as much as drawing the figures. `regx train` therefore draws them in a worker
+  process forked when the run starts, which pays those costs while the run trains
+  (`regx.report.figure_worker`).
 - `matplotlib.pyplot` is never imported: it adds backend machinery and a global figure
   registry on top of `matplotlib.figure`, which is all a PNG needs.
 - Artists, not pixels, dominate the draw time — above all text (tick labels) and one
@@ -20,7 +20,6 @@ measures it). What the measurements showed, and what follows from them:
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,19 +31,9 @@ PNG_OPTIONS = {"pil_kwargs": {"compress_level": 1}}
 BLUE, ORANGE, GREEN, RED, GREY = "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8C8C8C"
 UNIT_TICKS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
-PRELOAD_THREAD = "regx-preload"
-
-
-def _preload_threads() -> list[threading.Thread]:
-    """The running preload thread, found by name (see `regx.report.preload`)."""
-    return [t for t in threading.enumerate() if t.name == PRELOAD_THREAD]
-
 
 def new_figure(width: float, height: float) -> Any:
     """A `matplotlib.figure.Figure` attached to an Agg canvas (no pyplot, no GUI)."""
-    for preload in _preload_threads():
-        if preload is not threading.current_thread():
-            preload.join()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

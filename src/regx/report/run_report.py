@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from regx.report.between import between_section, plot_between
+from regx.report.figure_worker import Draw, draw_inline
 from regx.report.format import fmt_metric
 from regx.report.html import write_run_html
 from regx.report.noise import noise_section, plot_noise
@@ -124,7 +125,10 @@ def temperature_text(summary: dict[str, Any]) -> str:
 
 
 def split_section(
-    run_dir: Path, summary: dict[str, Any], split_arrays: dict[str, np.ndarray] | None
+    run_dir: Path,
+    summary: dict[str, Any],
+    split_arrays: dict[str, np.ndarray] | None,
+    draw: Draw = draw_inline,
 ) -> list[str]:
     info = summary.get("split") or {}
     rows = [
@@ -147,7 +151,7 @@ def split_section(
         except (ImportError, AttributeError):
             plot_split = None
         if plot_split is not None:
-            plot_split(run_dir / "split.png", split_arrays, info)
+            draw(plot_split, run_dir / "split.png", split_arrays, info)
             lines += ["![adversarial validation](split.png)", ""]
     return lines
 
@@ -219,28 +223,30 @@ def calibration_section(summary: dict[str, Any], n_bins: int) -> list[str]:
     ]
 
 
-def robustness_lines(run_dir: Path, summary: dict[str, Any]) -> list[str]:
+def robustness_lines(run_dir: Path, summary: dict[str, Any], draw: Draw = draw_inline) -> list[str]:
     """`regx evaluate --corruptions` (table, corruptions.png) and `--attack` sections."""
     lines = []
     if summary.get("corruptions"):
-        plot_corruptions(run_dir / "corruptions.png", summary["corruptions"])
+        draw(plot_corruptions, run_dir / "corruptions.png", summary["corruptions"])
         lines += corruption_section(summary["corruptions"])
     return lines + attack_section(summary.get("attacks") or {})
 
 
-def between_lines(run_dir: Path, summary: dict[str, Any]) -> list[str]:
+def between_lines(run_dir: Path, summary: dict[str, Any], draw: Draw = draw_inline) -> list[str]:
     """The between-sample diagnostics' section and between.png, when the run has them."""
     if not summary.get("between"):
         return []
-    plot_between(run_dir / "between.png", summary["between"])
+    draw(plot_between, run_dir / "between.png", summary["between"])
     return between_section(summary)
 
 
-def noise_lines(run_dir: Path, summary: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+def noise_lines(
+    run_dir: Path, summary: dict[str, Any], history: list[dict[str, Any]], draw: Draw = draw_inline
+) -> list[str]:
     """The label-noise section and noise.png, for a run trained under label noise."""
     if not summary.get("noise"):
         return []
-    plot_noise(run_dir / "noise.png", history, summary.get("best_epoch"))
+    draw(plot_noise, run_dir / "noise.png", history, summary.get("best_epoch"))
     return noise_section(summary, history)
 
 
@@ -255,28 +261,31 @@ def write_run_report(
     split_arrays: dict[str, np.ndarray] | None = None,
     choices: dict[str, Any] | None = None,
     title: str | None = None,
+    draw: Draw = draw_inline,
 ) -> None:
     """Write report.md (and report.html, the same page) and its figures into `run_dir`.
 
     `probs`/`probs_ts` are the test probabilities before/after temperature scaling, exactly
     those summary.json's `test`/`test_ts` were computed from; `history` the rows of
-    metrics.csv; `choices` the config-group options (read from the run when None).
+    metrics.csv; `choices` the config-group options (read from the run when None). `draw`
+    draws each figure (a `FigureWorker`'s may return before the PNG is written).
     """
     labels = labels.cpu()
     choices = run_choices(run_dir) if choices is None else choices
-    plot_reliability(run_dir / "reliability.png", probs, probs_ts, labels, n_bins, summary)
-    plot_confidence(run_dir / "confidence.png", probs, labels, summary)
+    draw(plot_reliability, run_dir / "reliability.png", probs, probs_ts, labels, n_bins, summary)
+    draw(plot_confidence, run_dir / "confidence.png", probs, labels, summary)
     lines = [
         *header_lines(summary, choices, title),
         *calibration_section(summary, n_bins),
         *interval_section(summary.get("ci") or {}),
         *retrieval_section(summary),
-        *robustness_lines(run_dir, summary),
-        *between_lines(run_dir, summary),
-        *noise_lines(run_dir, summary, history),
-        *split_section(run_dir, summary, split_arrays),
+        *robustness_lines(run_dir, summary, draw),
+        *between_lines(run_dir, summary, draw),
+        *noise_lines(run_dir, summary, history, draw),
+        *split_section(run_dir, summary, split_arrays, draw),
     ]
-    if plot_curves(run_dir / "curves.png", history, summary.get("best_epoch")):
+    if history:
+        draw(plot_curves, run_dir / "curves.png", history, summary.get("best_epoch"))
         lines += ["## Training", "", "![training curves](curves.png)", ""]
     text = "\n".join(lines)
     (run_dir / "report.md").write_text(text)

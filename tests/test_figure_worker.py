@@ -138,3 +138,18 @@ def test_regx_train_draws_its_figures_in_the_worker(tmp_path):
     for name in ("reliability.png", "confidence.png", "curves.png", "between.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert "![training curves](curves.png)" in (run_dir / "report.md").read_text()
+
+
+def test_without_a_process_to_fork_the_figures_are_drawn_inline(monkeypatch):
+    import matplotlib  # noqa: F401  (loaded: the run's own process draws, no worker)
+
+    assert FigureWorker.start() is None
+    monkeypatch.delitem(sys.modules, "matplotlib")  # as in a fresh process; put back after
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    fds = len(os.listdir("/proc/self/fd"))
+    assert FigureWorker.start() is None
+    assert len(os.listdir("/proc/self/fd")) == fds  # the pipes were closed again

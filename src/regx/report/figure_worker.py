@@ -94,7 +94,12 @@ class FigureWorker:
         self._pid: int | None = None
         job_reader, self._job_writer = Pipe(duplex=False)
         self._result_reader, result_writer = Pipe(duplex=False)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for end in (job_reader, self._job_writer, self._result_reader, result_writer):
+                end.close()
+            raise
         if pid == 0:  # the worker
             code = 0
             try:
@@ -114,7 +119,10 @@ class FigureWorker:
         """A worker where it pays (see the module docstring), else None."""
         if sys.platform != "linux" or "matplotlib" in sys.modules:
             return None
-        return cls()
+        try:
+            return cls()
+        except OSError:  # no process to be had (EAGAIN, ENOMEM): the figures are drawn inline
+            return None
 
     @property
     def pid(self) -> int | None:

@@ -476,6 +476,9 @@ def test_mixed_cross_entropy_is_the_two_term_mix(per_sample: bool) -> None:
     (grad_one,) = torch.autograd.grad(one_pass.sum(), z)
     (grad_two,) = torch.autograd.grad(two_terms.sum(), z)
     torch.testing.assert_close(grad_one, grad_two, atol=1e-6, rtol=0)
+    assert (y == y2).any() and (y != y2).any()  # both cases of the one-hot weights occur
+    self_mixed = MixedBatch(inputs=z, lam=lam, partner_targets=y).loss(CrossEntropy(), z, y)
+    torch.testing.assert_close(self_mixed, F.cross_entropy(z, y, reduction="none"))
 
     class Doubled(CrossEntropy):
         def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Cross-entropy: L = −log p_y with p = softmax(z); computed in float32 from the logits.
 
 Under a mixing augmentation the loss is λ·L(z, y) + (1 − λ)·L(z, y') = −(λ·log p_y +
-(1 − λ)·log p_y'): `mixed` computes it from one log-softmax.
+(1 − λ)·log p_y') = −Σ_c w_c·log p_c with w = λ·onehot(y) + (1 − λ)·onehot(y'): `mixed`
+computes it from one log-softmax. (For cross-entropy, mixing the losses and mixing the
+labels are the same function; the engine mixes losses, which is what other losses need.)
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ class CrossEntropy(Loss):
             first, second = self(outputs, targets), self(outputs, partner_targets)
             return torch.lerp(second, first, lam)
         logp = F.log_softmax(outputs.float(), dim=1)
-        first = logp.gather(1, targets.unsqueeze(1)).squeeze(1)
-        second = logp.gather(1, partner_targets.unsqueeze(1)).squeeze(1)
-        return -torch.lerp(second, first, lam)
+        # −Σ_c w_c·log p_c, w = λ·onehot(y) + (1 − λ)·onehot(y'): the same sum as one product,
+        # whose backward is one multiply (two gathers' would scatter into two fresh tensors)
+        if isinstance(lam, torch.Tensor):
+            lam_col = lam.to(logp.dtype).view(-1, 1)
+        else:
+            lam_col = torch.full((len(logp), 1), lam, dtype=logp.dtype, device=logp.device)
+        w = torch.zeros_like(logp).scatter_(1, targets.unsqueeze(1), lam_col)
+        w.scatter_add_(1, partner_targets.unsqueeze(1), 1 - lam_col)
+        return -(w * logp).sum(dim=1)

@@ -269,3 +269,36 @@ def test_between_section_and_figure(tmp_path: Path) -> None:
 
     with Image.open(tmp_path / "between.png") as image:
         assert image.size == (800, 320)
+
+
+def test_large_images_take_smaller_passes_with_the_same_result(monkeypatch) -> None:
+    """Mixes per pass are bounded by pixels too (a 300 px run must not take all memory);
+    the chunking changes nothing in the result."""
+    from regx.metrics import between
+
+    assert between.mixes_per_pass(512, 3 * 32 * 32) == 256
+    assert between.mixes_per_pass(512, 1 * 8 * 8) == 512
+    assert between.mixes_per_pass(512, 3 * 300 * 300) == 2
+    assert between.mixes_per_pass(512, 10**9) == 1
+    torch.manual_seed(0)
+    images, labels = _images(24, channels=2, size=6)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(72, 5), nn.Tanh())
+    model = Classifier(backbone, 5, 3).double()
+    kwargs = dict(pairs=40, lams=LAMS, seed=2, batch_size=64)
+    normalize = _double_normalize(0.5, 0.25)
+    passes: list[int] = []
+    original = between._add_chunk
+
+    def counted(sums, model, ends, *args):
+        passes.append(len(ends[0]))
+        return original(sums, model, ends, *args)
+
+    monkeypatch.setattr(between, "_add_chunk", counted)
+    whole = between_sample_metrics(model, images, labels, normalize, CrossEntropy(), **kwargs)
+    assert passes == [21, 19]  # 64 mixes per pass // 3 λ = 21 pairs
+    passes.clear()
+    monkeypatch.setattr(between, "PIXELS_PER_PASS", 2 * 72 * 3)  # 6 mixes: 2 pairs a pass
+    small = between_sample_metrics(model, images, labels, normalize, CrossEntropy(), **kwargs)
+    assert passes == [2] * 20
+    for key in ("linearity_gap", "miss_rate", "grad_norm", "feature_gap"):
+        np.testing.assert_allclose(list(small[key].values()), list(whole[key].values()), rtol=1e-9)

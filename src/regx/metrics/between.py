@@ -83,6 +83,16 @@ class BetweenSettings:
         )
 
 
+# The mixes of one pass keep their activations for the input gradient: their pixels are
+# bounded as well (256 CIFAR-sized mixes), so large images take smaller passes, not all memory.
+PIXELS_PER_PASS = 256 * 3 * 32 * 32
+
+
+def mixes_per_pass(batch_size: int, pixels_per_image: int) -> int:
+    """Mixes per forward/backward pass: `batch_size`, fewer for images of many pixels."""
+    return max(1, min(batch_size, PIXELS_PER_PASS // max(pixels_per_image, 1)))
+
+
 def lam_key(lam: float) -> str:
     """The key of λ in the result's per-λ dicts: "0.25", "0.5", …"""
     return f"{lam:g}"
@@ -230,7 +240,8 @@ def between_sample_metrics(
 
     Returns {"pairs", "lams", "space", "linearity_gap", "miss_rate", "grad_norm",
     "feature_gap"}, each metric a dict {lam_key(λ): float}; {} without 2 classes or pairs.
-    `batch_size` bounds the mixes (pairs × λs) per forward pass.
+    `batch_size` bounds the mixes (pairs × λs) per forward pass, and so does
+    `PIXELS_PER_PASS` (`mixes_per_pass`); the result does not depend on either.
     """
     settings = BetweenSettings(pairs=pairs, lams=tuple(lams))
     if space not in SPACES:
@@ -248,7 +259,7 @@ def between_sample_metrics(
     dtype = _pixel_dtype(model)
     lam_t = torch.tensor(settings.lams, dtype=dtype, device=device)
     sums = _Sums(*(torch.zeros(len(lam_t), dtype=torch.float64, device=device) for _ in range(4)))
-    chunk = max(1, batch_size // len(lam_t))
+    chunk = max(1, mixes_per_pass(batch_size, images[0].numel()) // len(lam_t))
     labels_dev = labels.to(device)
     was_training = model.training
     model.eval()

@@ -97,6 +97,17 @@ CASES = [
         "dataset.train_augment=['rotate']: allowed keys: crop_padding, flip",
     ),
     (["dataset=imagefolder"], 2, "dataset.root=???: is required: pass dataset.root=VALUE"),
+    (
+        ["trainer.epochs=${nope}"],
+        2,
+        "trainer.epochs=${nope}: does not resolve (Interpolation key 'nope' not found)",
+    ),
+    (
+        ["dataset=imagefolder", "dataset.root=${oc.env:REGX_TEST_UNSET_VARIABLE}"],
+        2,
+        "dataset.root=${oc.env:REGX_TEST_UNSET_VARIABLE}: does not resolve "
+        "(Environment variable 'REGX_TEST_UNSET_VARIABLE' not found)",
+    ),
     # split
     (["split.val_fraction=1.5"], 2, "split.val_fraction=1.5: must be in (0, 1)"),
     (["split.val_fraction=0"], 2, "split.val_fraction=0: must be in (0, 1)"),

@@ -163,6 +163,24 @@ def _check_types(group: str, target: Any, node: DictConfig) -> None:
             raise ConfigError(f"{group}.{key}", shown, f"must be {_describe(hints[key])}")
 
 
+def check_interpolations(cfg: DictConfig) -> None:
+    """A `${…}` that does not resolve (an unknown key, an unset environment variable) is
+    named with its key, as typed, and why."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as e:
+        key = str(e.full_key or "?")
+        typed: Any = OmegaConf.to_container(cfg, resolve=False)
+        for part in key.split("."):
+            typed = typed.get(part) if isinstance(typed, dict) else None
+        reason = (
+            str(e).splitlines()[0].replace("KeyError raised while resolving interpolation: ", "")
+        )
+        raise ConfigError(key, typed, f"does not resolve ({reason.strip(chr(34))})") from None
+
+
 def check_missing(cfg: DictConfig) -> None:
     """A mandatory value left as `???` (e.g. dataset.root of imagefolder) is named."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -240,6 +258,7 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None) -> RunSpec:
     """Validate everything cheap to validate, and build the run's components."""
     from regx.metrics.between import BetweenSettings
 
+    check_interpolations(cfg)
     check_missing(cfg)
     validate_top_level(cfg)
     # torch seeds generators with signed 64-bit integers; the data order multiplies the seed

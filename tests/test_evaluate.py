@@ -132,3 +132,18 @@ def test_cli_evaluate(cli, run, tmp_path):
     result = cli("evaluate", str(tmp_path / "nowhere"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_a_test_set_with_other_classes_is_refused():
+    """Labels are indices into the class list: other classes (or the same count under other
+    names, or another order) would be scored against the wrong outputs."""
+    from regx.engine.evaluate import check_same_classes
+    from regx.errors import DataError
+
+    check_same_classes(["a", "b", "c"], ["a", "b", "c"])
+    for other in (["a", "b", "c", "d", "e"], ["x", "y", "z"], ["b", "a", "c"], ["a", "b"]):
+        with pytest.raises(DataError, match=re.escape(f"classes ({', '.join(other)}) are not")):
+            check_same_classes(["a", "b", "c"], other)
+    many = [f"c{i}" for i in range(12)]
+    with pytest.raises(DataError, match=re.escape("c7, … (12 in all)")):
+        check_same_classes(["a", "b"], many)

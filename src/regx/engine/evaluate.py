@@ -27,7 +27,7 @@ from regx.engine.scoring import (
 )
 from regx.engine.setup import Prepared, prepare_data
 from regx.engine.spec import RunSpec
-from regx.errors import UserError
+from regx.errors import DataError, UserError
 from regx.keys import config_hash
 
 
@@ -76,6 +76,22 @@ def check_same_validation(run_dir: Path, val_labels: Any) -> None:
         )
 
 
+def check_same_classes(trained: list[str], test: list[str]) -> None:
+    """The model's outputs are the run's classes, in its order: a test set must have the
+    same ones (labels are indices into the class list), or the scores are meaningless."""
+    if test == trained:
+        return
+
+    def shown(names: list[str]) -> str:
+        return ", ".join(names[:8]) + (f", … ({len(names)} in all)" if len(names) > 8 else "")
+
+    raise DataError(
+        f"the test set's classes ({shown(test)}) are not the run's ({shown(trained)}): the "
+        "model scores the run's classes in their order; evaluate on data with the same class "
+        "folders (or score retrieval on other classes with --retrieval DIR)"
+    )
+
+
 @dataclass
 class EvaluationRequest:
     """A run to re-score: how it was trained, how to score it, and where to write."""
@@ -103,6 +119,7 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     prep = prepare_data(req.trained, device)
     check_same_validation(req.run_dir, prep.val_y)
     test = prep.data if req.same_test_set else spec.dataset.load(seed=spec.seed)
+    check_same_classes(list(prep.data.classes), list(test.classes))
     model = req.model
     normalize = Normalize(prep.data.mean, prep.data.std, device, s.channels_last)
     ev = Evaluation(

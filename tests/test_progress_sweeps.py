@@ -132,14 +132,19 @@ def test_a_sweep_prints_one_line_per_finished_job(cli, tmp_path):
         PROGRESS,
         f"hydra.sweep.dir={sweep}",
     )
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # every job ran; one failed: the sweep did not succeed
     lines = LINE.findall(r.stdout)
     assert len(lines) == 3, r.stdout
     assert re.fullmatch(rf"\[job 1/3 done, {ETA}\]", lines[0]), lines
     assert re.fullmatch(rf"\[job 2/3 done, 1 failed, {ETA}\]", lines[1]), lines
     assert lines[2] == "[job 3/3 done, 1 failed]"
-    # stderr keeps the failed job's error line alone
-    assert r.stderr.strip() == "error: trainer.optimizer.lr=-1.0: must be in (0, inf)"
+    # stderr: the failed job's error line, then the sweep's outcome (after its table)
+    assert r.stderr.strip().splitlines() == [
+        "error: trainer.optimizer.lr=-1.0: must be in (0, inf)",
+        f"error: 1 of 3 jobs did not finish ({sweep / '1'} first; their errors are above); "
+        "fix them, then finish the sweep with the same command and sweep.skip_done=true",
+    ]
+    assert "1 run(s) not finished" in r.stdout and (sweep / "report.md").is_file()
     assert not (sweep / ".regx-jobs").exists()  # the marks go with the sweep's end
 
 

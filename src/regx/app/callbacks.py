@@ -33,6 +33,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from regx.app.sweeps import SweepPlan, sweep_plan
+from regx.config import hydra_compat
 
 
 class SweepReport(Callback):
@@ -57,6 +58,31 @@ class SweepReport(Callback):
                 f"run `regx report {sweep_dir}` to retry",
                 file=sys.stderr,
             )
+        exit_if_jobs_failed(config, sweep_dir)
+
+
+def exit_if_jobs_failed(config: DictConfig, sweep_dir: Path) -> None:
+    """A grid sweep any of whose runs did not finish (failed, diverged, killed) ends with one
+    line and exit code 1, after its table. A search's failed trials are part of the search
+    (Optuna goes on past them; a search none of whose trials finished ends in 1 on its own).
+
+    SystemExit, not an Exception: Hydra would turn an Exception from a callback into a
+    warning; `regx train` prints the message and exits 1."""
+    from regx.app.run_dirs import summary_of
+
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    if sweeper != hydra_compat.BASIC_SWEEPER:
+        return
+    jobs = sorted(
+        config_file.parent.parent for config_file in sweep_dir.glob("**/.hydra/config.yaml")
+    )
+    failed = [job for job in jobs if (summary_of(job) or {}).get("status") != "finished"]
+    if failed:
+        raise SystemExit(
+            f"error: {len(failed)} of {len(jobs)} jobs did not finish ({failed[0]} first; "
+            "their errors are above); fix them, then finish the sweep with the same command "
+            "and sweep.skip_done=true"
+        )
 
 
 class SweepProgress(Callback):

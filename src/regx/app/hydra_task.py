@@ -177,14 +177,16 @@ def _train(cfg: DictConfig, guard: Any, multirun: bool, overrides: list[str]) ->
 
 
 def _os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
-    where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+    where = "" if e.filename is None else f": {e.filename}"
+    where += f" -> {e.filename2}" if e.filename2 else ""
+    resumable = guard is not None and guard.training_started()
     then = (
         f"then continue with: regx train --resume {run_dir}"
-        if guard is not None and guard.training_started()
+        if resumable and (run_dir / "checkpoints" / "last.pt").is_file()
         else "then run the command again"
     )
     return (
-        f"{e.strerror or e} ({type(e).__name__}): {where}; fix the cause (disk space, "
+        f"{e.strerror or e} ({type(e).__name__}){where}; fix the cause (disk space, "
         f"permissions, a folder where a file belongs), {then}"
     )
 

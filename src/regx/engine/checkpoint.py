@@ -28,6 +28,10 @@ def atomic_write_bytes(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:  # a failed write names no file: name the one being written
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -42,7 +46,19 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    atomic_write_bytes(path, lambda f: _torch_save(state, f))
+
+
+def _torch_save(state: dict[str, Any], f: Any) -> None:
+    """torch.save, whose writer turns a failed write (a full disk) into a RuntimeError:
+    the OSError under it is what the caller reports (one line naming the file)."""
+    try:
+        torch.save(state, f)
+    except RuntimeError as e:
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, OSError):
+            raise cause from None
+        raise
 
 
 # What to do about an unreadable checkpoint depends on who reads it: a resume can start over

@@ -25,7 +25,11 @@ CASES = [
     # trainer: types, ranges, choices
     (["trainer.epochs=0"], 2, "trainer.epochs=0: must be in [1, inf)"),
     (["trainer.epochs=abc"], 2, "trainer.epochs=abc: must be an integer"),
-    (["trainer.optimizer.lr=-0.1"], 2, "trainer.optimizer.lr=-0.1: must be in (0, inf)"),
+    (["trainer.optimizer.lr=-0.1"], 2, "trainer.optimizer.lr=-0.1: must be in (0, 3.40282e+38]"),
+    # float32 overflows in the optimizer step: refused before training
+    (["trainer.optimizer.lr=1e39"], 2, "trainer.optimizer.lr=1e+39: must be in (0, 3.40282e+38]"),
+    (["trainer.optimizer.lr=inf"], 2, "trainer.optimizer.lr=inf: must be in (0, 3.40282e+38]"),
+    (["loss=am_softmax", "loss.s=inf"], 2, "loss.s=inf: must be in (0, inf)"),  # ∞ is open
     (["trainer.optimizer.lr=fast"], 2, "trainer.optimizer.lr=fast: must be a number"),
     (
         ["trainer.optimizer.name=rmsprop"],
@@ -243,7 +247,7 @@ def test_resume_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
         ),
         (
             ["train", "dataset=synthetic", "trainer.optimizer.lr=-1"],
-            "error: trainer.optimizer.lr=-1.0: must be in (0, inf)",
+            "error: trainer.optimizer.lr=-1.0: must be in (0, 3.40282e+38]",
         ),
         (
             ["train", "--resume", "not-a-run"],

@@ -60,7 +60,7 @@ def test_every_option_of_a_group_builds(group, compose_cfg):
     ("override", "message"),
     [
         ("trainer.epochs=-1", "trainer.epochs=-1: must be in [1, inf)"),
-        ("trainer.optimizer.lr=0", "trainer.optimizer.lr=0.0: must be in (0, inf)"),
+        ("trainer.optimizer.lr=0", "trainer.optimizer.lr=0.0: must be in (0, 3.40282e+38]"),
         ("trainer.precision=64", "trainer.precision=64: must be one of 32, bf16, 16"),
         ("trainer.device=gpu", "trainer.device=gpu: must be auto, cpu, mps, cuda or cuda:N"),
         ("split.val_fraction=1.5", "split.val_fraction=1.5: must be in (0, 1)"),

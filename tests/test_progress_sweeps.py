@@ -140,7 +140,7 @@ def test_a_sweep_prints_one_line_per_finished_job(cli, tmp_path):
     assert lines[2] == "[job 3/3 done, 1 failed]"
     # stderr: the failed job's error line, then the sweep's outcome (after its table)
     assert r.stderr.strip().splitlines() == [
-        "error: trainer.optimizer.lr=-1.0: must be in (0, inf)",
+        "error: trainer.optimizer.lr=-1.0: must be in (0, 3.40282e+38]",
         f"error: 1 of 3 jobs did not finish ({sweep / '1'} first; their errors are above); "
         "fix them, then finish the sweep with the same command and sweep.skip_done=true",
     ]

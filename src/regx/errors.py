@@ -5,6 +5,7 @@ The CLI prints `str(error)` and exits with `error.exit_code`; nothing here impor
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -134,8 +135,9 @@ def check_range(
     """Check lo ≤ value ≤ hi (or strict where `*_open`), with a message in interval notation."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(key, value, "must be a number")
-    below = lo is not None and (value <= lo if lo_open else value < lo)
-    above = hi is not None and (value >= hi if hi_open else value > hi)
+    # an unbounded side is open: (0, inf) holds every finite positive number, not inf
+    below = value == -math.inf if lo is None else (value <= lo if lo_open else value < lo)
+    above = value == math.inf if hi is None else (value >= hi if hi_open else value > hi)
     if below or above or value != value:  # value != value: NaN
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
@@ -154,4 +156,5 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> 
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+    """1, 0.5, 1e+06 … 3.40282e+38: integers as integers while they stay short."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e6 else f"{x:g}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -62,8 +63,10 @@ class Range:
         return f"in {left}{lo}, {hi}{right}"
 
     def contains(self, value: float) -> bool:
-        below = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
-        above = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        # an unbounded side is open: [1, ∞) holds no infinity
+        lo, hi = self.lo, self.hi
+        below = value == -math.inf if lo is None else (value <= lo if self.lo_open else value < lo)
+        above = value == math.inf if hi is None else (value >= hi if self.hi_open else value > hi)
         return not (below or above or value != value)  # value != value: NaN
 
     def check(self, key: str, value: Any, nullable: bool = False) -> None:

@@ -45,15 +45,18 @@ def _typed(schema_cls: type, node: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix}.{e.full_key}", value, words) from None
 
 
+# The optimizer steps in float32: a larger factor overflows there before training starts.
+FLOAT32_MAX = 3.4028234663852886e38
+
 # What each trainer key allows, by its dotted name below `trainer`: validate_trainer checks
 # these and `regx list trainer` shows them (a null passes where the field allows one).
 TRAINER_LIMITS: dict[str, Limit] = {
     "epochs": Range(1),
     "eval_batch_size": Range(1),
     "optimizer.name": Choice(("sgd", "adamw")),
-    "optimizer.lr": Range(0, lo_open=True),
+    "optimizer.lr": Range(0, FLOAT32_MAX, lo_open=True),
     "optimizer.momentum": Range(0, 1, hi_open=True),
-    "optimizer.weight_decay": Range(0),
+    "optimizer.weight_decay": Range(0, FLOAT32_MAX),
     "scheduler.name": Choice(("cosine", "multistep", "onecycle", "none")),
     "scheduler.gamma": Range(0, 1, lo_open=True),
     "scheduler.min_lr_ratio": Range(0, 1),

@@ -8,6 +8,7 @@ implements `_load_raw()`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,8 +22,11 @@ from regx.data.label_noise import apply_label_noise, parse_label_noise
 from regx.data.shift import MODES as TEST_SHIFTS
 from regx.data.shift import Shift
 from regx.data.types import Augment, ImageData
-from regx.errors import ConfigError, check, check_range
+from regx.errors import ConfigError, DataError, check, check_range
 from regx.params import Choice, Range, check_params
+
+FINITE = "must be finite numbers (one per channel)"
+MIN_CLASSES = 2  # one class cannot be classified: every prediction would be right
 
 
 class DatasetSource:
@@ -86,7 +90,14 @@ class DatasetSource:
             n = len(self.mean)
             check(n > 0, "mean", "null", "must be set together with std (one value per channel)")
             check(n == len(self.std), "std", list(self.std), f"must have {n} values like mean")
-            check(all(s > 0 for s in self.std), "std", list(self.std), "must be positive")
+            check(all(math.isfinite(m) for m in self.mean), "mean", list(self.mean), FINITE)
+            # nan/inf would train on nan or zeros instead of failing here
+            check(
+                all(math.isfinite(s) and s > 0 for s in self.std),
+                "std",
+                list(self.std),
+                "must be finite positive numbers (one per channel)",
+            )
 
     # -- to implement ---------------------------------------------------------------
     def _load_raw(self) -> ImageData:
@@ -119,8 +130,10 @@ class DatasetSource:
                 f"the data in {self.root} has {data.num_classes} classes; "
                 f"set dataset.num_classes={data.num_classes} or null",
             )
+        self._check_classes(data)
         all_classes = list(data.classes)
         data = apply_holdout(data, self.holdout_classes)
+        self._check_classes(data)  # label noise and the model need 2 kept classes
         data = apply_label_noise(data, self.label_noise, seed, all_classes)
         # Test images only; mean/std below still come from the (unshifted) training images.
         data = self.shift.apply(data, self.test_shift, seed)
@@ -133,6 +146,32 @@ class DatasetSource:
             )
             data = replace(data, mean=self.mean, std=self.std)
         return data.with_stats()
+
+    def _check_classes(self, data: ImageData) -> None:
+        """Refuse fewer than 2 classes, or training labels covering fewer than 2."""
+        where = f"{data.name} ({self.root})" if self.root else data.name
+        if data.num_classes < MIN_CLASSES:
+            raise DataError(
+                f"{where} has {data.num_classes} class ({', '.join(data.classes) or 'none'}): "
+                f"classification needs at least {MIN_CLASSES} classes (with one, every "
+                f"prediction is right); add images of more classes (ImageFolder: more "
+                f"train/<class>/ folders) or choose another dataset"
+            )
+        present = torch.unique(data.train_y).tolist()
+        if len(present) >= MIN_CLASSES:
+            return
+        names = ", ".join(data.classes[int(c)] for c in present) or "none"
+        if self.subset is not None:
+            raise ConfigError(
+                "dataset.subset",
+                self.subset,
+                f"keeps training images of {len(present)} class only ({names}): "
+                "use a larger subset (at least one image per class)",
+            )
+        raise DataError(
+            f"{where}: the training images are all of {len(present)} class ({names}) of "
+            f"{data.num_classes}: classification needs at least {MIN_CLASSES} classes to train on"
+        )
 
 
 def check_subset_size(subset: int, available: int, name: str) -> None:
@@ -161,13 +200,19 @@ def stratified_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 def stratified_split(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (rest, held_out) with `fraction` of each class held out."""
+    """Split indices into (rest, held_out) with `fraction` of each class held out, rounded
+    per class; where that rounds every class to 0 (small classes: 10 % of 5 images), the
+    round(fraction·N) ≥ 1 held-out images are shared among the classes by largest remainder."""
     rng = np.random.default_rng(seed)
-    held = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        k = round(fraction * len(idx))
-        held.append(rng.choice(idx, size=k, replace=False))
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    sizes = np.array([len(g) for g in groups])
+    take = np.array([round(fraction * n) for n in sizes], dtype=int)
+    if take.sum() == 0 and len(labels) >= 2:
+        total = max(1, round(fraction * len(labels)))
+        quota = sizes / sizes.sum() * total
+        take = np.floor(quota).astype(int)
+        take[np.argsort(-(quota - take), kind="stable")[: total - take.sum()]] += 1
+    held = [rng.choice(g, size=k, replace=False) for g, k in zip(groups, take)]
     held_out = np.sort(np.concatenate(held))
     rest = np.setdiff1d(np.arange(len(labels)), held_out)
     return rest, held_out

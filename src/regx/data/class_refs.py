@@ -1,9 +1,11 @@
 """Class references in configs: a class is named by its index or by its name.
 
-An integer is an index into the dataset's class list (0..K−1, the dataset's own order).
-A string is a class name; a string that names no class but reads as an integer is an
-index (so `2` works for MNIST, whose classes are named `2 - two`, and on the command
-line, where Hydra may hand an index over as text).
+A reference that is a class *name* means that class: a string, and also an integer whose
+decimal form is a name (folders `0`…`11` sort as `0, 1, 10, 11, 2, …`, and `10` means the
+folder `10`, not the class at position 10). Otherwise an integer, or a string that reads
+as one, is an index into the dataset's class list (0..K−1, the dataset's own order): so
+`2` works for MNIST, whose classes are named `2 - two`, and on the command line, where
+Hydra may hand an index over as text.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ def is_class_ref(ref: Any) -> bool:
 
 
 def resolve_class(ref: Any, classes: list[str], key: str) -> int:
-    """The index of the class `ref` names in `classes`; ConfigError(`key`) if there is none."""
-    if isinstance(ref, str) and ref in classes:
-        return classes.index(ref)
+    """The index of the class `ref` names in `classes` (a name first, then an index);
+    ConfigError(`key`) if there is none."""
+    name = str(ref) if isinstance(ref, int) and not isinstance(ref, bool) else ref
+    if isinstance(name, str) and name in classes:
+        return classes.index(name)
     index = ref if isinstance(ref, int) and not isinstance(ref, bool) else _as_int(ref)
     if index is not None and 0 <= index < len(classes):
         return index

@@ -6,6 +6,12 @@ channel, "RGB" for three), then resized to S×S with bilinear resampling when
 decode: no draft mode (libjpeg's DCT scaling and its own YCbCr→gray path give different
 pixels than decoding in full and then resizing or converting).
 
+Wide integer grayscale (16-bit "I;16…" and 32-bit "I", as 16-bit PNGs and TIFFs open) is
+first made 8-bit, because Pillow's own conversion clips at 255 and so saturates nearly
+every pixel: a value v becomes clip(v, 0, 65535) >> 8 = ⌊v / 256⌋, which maps 0..65535
+evenly onto 0..255 and gives back u exactly for an 8-bit value u stored as u·257. Mode "I"
+is read on the 16-bit scale (what Pillow gives for 16-bit files); values outside it clip.
+
 Many files are decoded by a pool of processes (one per usable core), each taking chunks of
 consecutive files and sending back one array per chunk; the chunks are put together in
 listing order, so the result and the first error reported do not depend on the pool.
@@ -31,6 +37,8 @@ from regx.errors import ConfigError, DataError
 
 # Stored modes that count as grayscale for `channels=null` (palette images count as colour)
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# Integer gray modes wider than 8 bits, scaled to 8 bits by `_to_8bit`
+WIDE_GRAY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 PIL_MAX_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS, where it starts to warn
 POOL_MIN_IMAGES = 512  # below this, starting processes costs more than it saves
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for the child when its parent dies
@@ -107,12 +115,22 @@ def _pillow_limit_off() -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
+def _to_8bit(img):  # PIL.Image.Image -> PIL.Image.Image (mode L)
+    """A wide integer gray image as 8-bit gray: clip(v, 0, 65535) >> 8 per pixel."""
+    from PIL import Image
+
+    values = np.asarray(img).astype(np.int64)
+    return Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8))
+
+
 def decode_image(path: str, spec: DecodeSpec) -> np.ndarray:
     """One file as a (C, H, W) uint8 array; raises DecodeRefused or Pillow's own error."""
     from PIL import Image
 
     with _pillow_limit_off(), _open_checked(path, spec) as img:
         mode = "L" if spec.channels == 1 else "RGB"
+        if img.mode in WIDE_GRAY_MODES:
+            img = _to_8bit(img)
         img = img.convert(mode) if img.mode != mode else img
         size = spec.image_size
         if size is not None and img.size != (size, size):

@@ -17,6 +17,7 @@ which changed the float summation order downstream and the results at ~1e-8).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from regx.processes import process_alive
 
 log = logging.getLogger("regx")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # part of the key: raised whenever decoding gives other pixels
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ class SplitCache:
             )
             _write_atomic(self.marker_path, json.dumps(asdict(marker)))
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            # The cleanup can fail the same way (a cache dir under a regular file)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             log.warning(
                 "cannot write the decoded cache in %s (%s): the next run decodes again "
                 "(set dataset.cache_dir=DIR to a writable folder, or null)",
@@ -147,4 +150,5 @@ def _write_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the write's own error is the one to report
+            tmp.unlink(missing_ok=True)

@@ -14,7 +14,8 @@ class list. With H held-out and K' = K − H kept classes:
 
 Held-out training images are dropped (the protocol never trains or retrieves on them).
 At least 2 classes on each side: one class can neither be classified nor retrieved
-against another.
+against another. So at least 2 held-out classes must have test images (an empty open set
+measures nothing, and one class in it makes every retrieval trivially right).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 
 from regx.data.class_refs import is_class_ref, resolve_class
 from regx.data.types import ImageData
-from regx.errors import check
+from regx.errors import ConfigError, check
 
 KEY = "dataset.holdout_classes"
 SHAPE = "must be null, an integer k ≥ 2 (the last k classes), or a list of ≥ 2 classes"
@@ -84,6 +85,7 @@ def apply_holdout(data: ImageData, spec: int | list[int | str] | None) -> ImageD
     train_in, test_in = is_kept[data.train_y], is_kept[data.test_y]
     train_idx, test_idx = train_in.nonzero().flatten(), test_in.nonzero().flatten()
     open_idx = (~test_in).nonzero().flatten()
+    _check_open_set(data, held, open_idx, spec)
     record = {
         "classes": [data.classes[c] for c in held],
         "indices": held,
@@ -102,4 +104,21 @@ def apply_holdout(data: ImageData, spec: int | list[int | str] | None) -> ImageD
         open_y=new_label[data.test_y[open_idx]],
         open_classes=[data.classes[c] for c in held],
         info={**data.info, "holdout": record},
+    )
+
+
+def _check_open_set(
+    data: ImageData, held: list[int], open_idx: torch.Tensor, spec: int | list[int | str]
+) -> None:
+    """At least 2 held-out classes with test images: the open set needs 2 to retrieve."""
+    with_images = set(data.test_y[open_idx].tolist())
+    empty = [data.classes[c] for c in held if c not in with_images]
+    if len(with_images) >= 2:
+        return
+    raise ConfigError(
+        KEY,
+        spec if isinstance(spec, int) else list(spec),
+        f"only {len(with_images)} of the {len(held)} held-out classes have test images "
+        f"(none for {', '.join(empty)}): open-set retrieval needs at least 2 held-out "
+        f"classes with test images; hold out classes that have test images",
     )

@@ -53,8 +53,15 @@ class Listing:
         return np.array([label for _, label in getattr(self, split)], dtype=np.int64)
 
 
-def list_class_folders(folder: Path) -> dict[str, list[Path]]:
-    """{class name: sorted image files} of `folder`/<class>/<image>."""
+def list_class_folders(folder: Path, min_classes: int = 2) -> dict[str, list[Path]]:
+    """{class name: sorted image files} of `folder`/<class>/<image>, at least `min_classes`
+    classes. Hidden entries (names starting with '.': .ipynb_checkpoints, macOS's
+    AppleDouble `._x.png` files) are skipped."""
+    if folder.is_file():
+        raise DataError(
+            f"{folder} is a file, not a folder: expected {folder}/<class>/<image> "
+            f"(one subfolder per class)"
+        )
     if not folder.is_dir():
         raise DataError(
             f"{folder} does not exist: an ImageFolder root needs train/<class>/ and "
@@ -63,10 +70,18 @@ def list_class_folders(folder: Path) -> dict[str, list[Path]]:
     names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not names:
         raise DataError(f"{folder} has no class subfolders: expected {folder}/<class>/<image>")
+    if len(names) < min_classes:
+        raise DataError(
+            f"{folder} has {len(names)} class folder ({', '.join(names)}): at least "
+            f"{min_classes} classes are needed to tell classes apart (with one, every "
+            f"prediction is right); add a subfolder per class: {folder}/<class>/<image>"
+        )
     classes = {}
     for name in names:
         files = sorted(
-            p for p in (folder / name).iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file()
+            p
+            for p in (folder / name).iterdir()
+            if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and p.is_file()
         )
         if not files:
             raise DataError(
@@ -78,8 +93,17 @@ def list_class_folders(folder: Path) -> dict[str, list[Path]]:
 
 
 def list_image_folder(root: Path, holdout: int | list | None = None) -> Listing:
-    """Both splits of `root`, classes the union of their folders (test-only ones checked)."""
-    train, test = list_class_folders(root / "train"), list_class_folders(root / "test")
+    """Both splits of `root`, classes the union of their folders (test-only ones checked).
+
+    train/ needs 2 class folders (the kept classes, at least 2, all train); test/ may
+    have one (its accuracy is then that class's recall)."""
+    if root.is_file():
+        raise DataError(
+            f"{root} is a file, not a folder: set dataset.root to a folder with "
+            f"train/<class>/ and test/<class>/ subfolders"
+        )
+    train = list_class_folders(root / "train")
+    test = list_class_folders(root / "test", min_classes=1)
     classes = sorted(set(train) | set(test))
     _check_test_only_classes(root, classes, sorted(set(test) - set(train)), holdout)
     index = {name: i for i, name in enumerate(classes)}

@@ -38,12 +38,16 @@ import torch
 from regx.data.corruptions import KINDS, corrupt
 from regx.data.subpop import SCORES, subpop_indices
 from regx.data.types import ImageData
-from regx.errors import check, check_choice, check_range
+from regx.errors import ConfigError, check, check_choice, check_range
 from regx.params import Choice, Range, check_params
 
 MODES = ("none", "prior", "corrupt", "subpop")
 # Mixed into the seed so the shift's draws are independent of the subset/split draws.
 SHIFT_STREAM = 0x5EED
+# The fewest test images a prior or subpop shift may leave: 2 per class and at least 20,
+# so one image moves the accuracy by at most 5 points and every class can be represented.
+MIN_SHIFTED_TEST = 20
+MIN_SHIFTED_PER_CLASS = 2
 
 
 def shift_rng(seed: int) -> np.random.Generator:
@@ -99,6 +103,13 @@ class Shift:
         info = {**data.info, "test_shift": self.describe(mode)}
         if mode == "prior":
             keep = prior_shift_indices(data.test_y, self.strength, rng)
+            check_shifted_size(
+                len(keep),
+                data,
+                "shift.strength",
+                self.strength,
+                "lower shift.strength, or use a test set whose rarest class has more images",
+            )
             return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         if mode == "corrupt":
             shifted = corrupt(data.test_x, self.kind, self.severity, corruption_generator(seed))
@@ -114,9 +125,34 @@ class Shift:
                 self.keep,
                 rng,
             )
+            minimum = min_shifted_test_size(data.num_classes)
+            needed = math.ceil(minimum / len(data.test_y) * 1000) / 1000
+            fix = f"raise shift.keep to at least {needed:g}"
+            check_shifted_size(len(keep), data, "shift.keep", self.keep, fix)
             info["test_shift"] = realized.as_dict()
             return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         return replace(data, info=info)
+
+
+def min_shifted_test_size(num_classes: int) -> int:
+    """The fewest test images a shift may leave (see MIN_SHIFTED_TEST)."""
+    return max(MIN_SHIFTED_TEST, MIN_SHIFTED_PER_CLASS * num_classes)
+
+
+def check_shifted_size(kept: int, data: ImageData, key: str, value: float, fix: str) -> None:
+    """ConfigError(`key`) when a shift keeps fewer test images than `min_shifted_test_size`."""
+    minimum, before = min_shifted_test_size(data.num_classes), len(data.test_y)
+    if kept >= minimum:
+        return
+    if before < minimum:
+        fix = f"the test set has only {before}: use more test images or dataset.test_shift=none"
+    raise ConfigError(
+        key,
+        value,
+        f"leaves {kept} of the {before} test images, fewer than the {minimum} a shifted "
+        f"test set needs ({MIN_SHIFTED_PER_CLASS} per class and at least "
+        f"{MIN_SHIFTED_TEST}, so one image moves the accuracy by at most 5 points); {fix}",
+    )
 
 
 def prior_class_frequencies(num_classes: int, strength: float) -> np.ndarray:

@@ -46,6 +46,10 @@ from regx.errors import ConfigError
 SCORES = ("brightness", "ink", "contrast", "class_subgroup", "hue")
 PROJECTION_SEED = 0x5B9
 PROJECTION_DIMS = 16
+# σ of a score at or below this share of its magnitude is rounding error: the score is
+# constant. Real spreads of uint8 images are far larger (one level in one pixel of a
+# 224×224×3 image moves brightness by ~3e-8).
+CONSTANT_RTOL = 1e-12
 
 
 @dataclass
@@ -106,7 +110,8 @@ def standardized_scores(
         centre = np.angle(np.exp(1j * s_train).mean())
         s_train, s_test = _wrap(s_train - centre), _wrap(s_test - centre)
     mu, sigma = s_train.mean(), s_train.std()
-    if not sigma > 0:
+    # A constant score leaves rounding noise (σ ≈ 1e-16): compare σ to the scores' scale.
+    if not sigma > CONSTANT_RTOL * max(1.0, float(np.abs(s_train).max())):
         raise ConfigError("shift.score", score, "is constant on the training images")
     return np.stack([s_train, (s_train - mu) / sigma]), np.stack([s_test, (s_test - mu) / sigma])
 

@@ -4,13 +4,16 @@ The files are fetched with torchvision's own downloader (`dataset.download=true`
 default), which verifies the archive's checksum. Files already extracted under `root` are
 used as they are: the per-load MD5 pass over 170 MB is skipped, which also lets tests
 write small files in the real on-disk formats. Offline and without the files, loading
-fails with one line that names the folder to fill.
+fails with one line that names the folder to fill; files that are there but cannot be read
+(empty, cut short, not the dataset's, labels outside its classes) give one line naming the
+folder to check or delete.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
 import numpy as np
 import torch
@@ -54,29 +57,31 @@ class TorchvisionSource(DatasetSource):
             labels = ds.labels
         return np.ascontiguousarray(data, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
 
+    def _read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(train_x, train_y, test_x, test_y, classes); any failure to read the files raises."""
+        train = self._torchvision_dataset(train=True)
+        test = self._torchvision_dataset(train=False)
+        train_x, train_y = self._arrays(train)
+        test_x, test_y = self._arrays(test)
+        for x, y in ((train_x, train_y), (test_x, test_y)):
+            if len(x) == 0 or len(x) != len(y):
+                raise ValueError(f"{len(x)} images with {len(y)} labels")
+        classes = list(getattr(train, "classes", [])) or [
+            str(i) for i in range(int(train_y.max()) + 1)
+        ]
+        labels = np.concatenate([train_y, test_y])
+        if labels.min() < 0 or labels.max() >= len(classes):
+            raise ValueError(f"labels outside 0..{len(classes) - 1}")
+        return train_x, train_y, test_x, test_y, [str(c) for c in classes]
+
     def _load_raw(self) -> ImageData:
         if self.root is None:
             raise DataError(f"dataset.root is not set for {self.name}: set dataset.root=DIR")
         try:
-            train = self._torchvision_dataset(train=True)
-            test = self._torchvision_dataset(train=False)
-        except (RuntimeError, OSError) as e:  # URLError is an OSError
-            reason = _reason(e)
-            where = Path(self.root) / self.folder_hint if self.folder_hint else Path(self.root)
-            how = (
-                "could not be downloaded"
-                if self.download
-                else "is missing and dataset.download=false"
-            )
-            raise DataError(
-                f"{self.name} {how} ({reason}); put the files in {where} "
-                f"or run once with network access and dataset.download=true"
-            ) from e
-        train_x, train_y = self._arrays(train)
-        test_x, test_y = self._arrays(test)
-        classes = list(getattr(train, "classes", [])) or [
-            str(i) for i in range(int(train_y.max()) + 1)
-        ]
+            train_x, train_y, test_x, test_y, classes = self._read()
+        except Exception as e:  # pickle, numpy, torch and torchvision each fail differently
+            where = self.root / self.folder_hint if self.folder_hint else self.root
+            raise self._read_error(e, where) from e
         x_tr, x_te = torch.from_numpy(train_x), torch.from_numpy(test_x)
         if self.image_size is not None and self.image_size != x_tr.shape[-1]:
             x_tr, x_te = _resize(x_tr, self.image_size), _resize(x_te, self.image_size)
@@ -86,8 +91,38 @@ class TorchvisionSource(DatasetSource):
             train_y=torch.from_numpy(train_y),
             test_x=x_te,
             test_y=torch.from_numpy(test_y),
-            classes=[str(c) for c in classes],
+            classes=classes,
         )
+
+    def _read_error(self, error: Exception, where: Path) -> DataError:
+        """Missing or undownloadable files, or files in `where` that cannot be read."""
+        reason = _reason(error)
+        network = isinstance(error, (URLError, ConnectionError, TimeoutError)) or (
+            self.download and "error downloading" in str(error).lower()  # torchvision's words
+        )
+        if network or (isinstance(error, (RuntimeError, OSError)) and not _has_files(where)):
+            how = (
+                "could not be downloaded"
+                if self.download
+                else "is missing and dataset.download=false"
+            )
+            return DataError(
+                f"{self.name} {how} ({reason}); put the files in {where} "
+                f"or run once with network access and dataset.download=true"
+            )
+        return DataError(
+            f"cannot read the {self.name} files in {where} ({reason}): they are damaged, "
+            f"incomplete or not {self.name}'s; check them, or delete {where} and run "
+            f"again with dataset.download=true"
+        )
+
+
+def _has_files(folder: Path) -> bool:
+    """Whether `folder` holds any regular file (then a failure is in reading, not finding)."""
+    try:
+        return any(p.is_file() for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def _reason(error: BaseException, limit: int = 160) -> str:

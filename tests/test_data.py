@@ -209,3 +209,30 @@ def test_device_batches_cover_the_epoch_in_its_permutation():
     for xb, yb, idx in batches.epoch(1):
         assert torch.equal(xb[:, 0, 0, 0].long(), yb) and torch.equal(idx, yb)
     assert epoch_permutation(10, 3, 1).tolist() != epoch_permutation(10, 3, 2).tolist()
+
+
+def test_stratified_split_rounds_per_class_and_keeps_small_classes_splittable():
+    """Per class where that holds something out (the split every earlier run had); with
+    classes too small for that (10 % of 5 images rounds to 0), round(fraction·N) images
+    shared by largest remainder, one per class here, never a whole class."""
+    import numpy as np
+
+    from regx.data.base import stratified_split
+
+    labels = np.repeat(np.arange(4), [40, 30, 20, 10])
+    rest, held = stratified_split(labels, 0.1, seed=3)
+    assert np.bincount(labels[held]).tolist() == [4, 3, 2, 1]
+    assert sorted([*rest, *held]) == list(range(100)) and not set(rest) & set(held)
+    # the same draw as rounding per class with one generator, class by class
+    rng = np.random.default_rng(3)
+    expected = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+        for c, k in enumerate([4, 3, 2, 1])
+    ]))  # fmt: skip
+    assert np.array_equal(held, expected)
+    small = np.repeat(np.arange(10), 5)  # digits with dataset.subset=50
+    rest, held = stratified_split(small, 0.1, seed=0)
+    assert len(held) == 5 and np.bincount(small[held], minlength=10).max() == 1
+    assert len(rest) == 45
+    one_each = np.arange(3)  # three images of three classes: one validates
+    assert len(stratified_split(one_each, 0.1, seed=0)[1]) == 1

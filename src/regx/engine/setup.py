@@ -38,11 +38,13 @@ def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
     data = spec.dataset.load(seed=spec.seed)
     split = spec.split(data.train_x, data.train_y, data.test_x, spec.seed)
     if len(split.train_idx) == 0 or len(split.val_idx) == 0:
+        fraction = getattr(spec.split, "val_fraction", None)
+        key, value = ("split.val_fraction", fraction) if fraction is not None else ("split", "")
         raise ConfigError(
-            "split",
-            type(spec.split).__name__,
-            f"left {len(split.train_idx)} training and {len(split.val_idx)} validation images; "
-            "use more data (dataset.subset) or another split.val_fraction",
+            key,
+            value,
+            f"left {len(split.train_idx)} training and {len(split.val_idx)} validation images "
+            f"of {len(data.train_y)}; use more data (dataset.subset) or another val_fraction",
         )
 
     def on_device(weight: torch.Tensor | None) -> torch.Tensor | None:

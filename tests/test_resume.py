@@ -241,3 +241,20 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp_file(tmp_path: Path
         atomic_write_bytes(target, crash_halfway)
     assert target.read_bytes() == b"epoch 1"
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_kept_hydra_files_follow_launches_that_never_trained(tmp_path):
+    """.hydra/kept/ is the run's own config: replaced while the folder holds no run files
+    (an earlier launch stopped before training), frozen once the run has trained."""
+    from regx.app.run_dirs import keep_hydra_files, kept_hydra_files
+
+    hydra = tmp_path / ".hydra"
+    hydra.mkdir()
+    for loss in ("ce", "focal"):
+        (hydra / "config.yaml").write_text(f"loss: {loss}\n")
+        keep_hydra_files(tmp_path)
+        assert kept_hydra_files(tmp_path) == {"config.yaml": f"loss: {loss}\n"}
+    (tmp_path / "metrics.csv").write_text("epoch\n1\n")  # it trained with focal
+    (hydra / "config.yaml").write_text("loss: gamma_ce\n")
+    keep_hydra_files(tmp_path)
+    assert kept_hydra_files(tmp_path) == {"config.yaml": "loss: focal\n"}

@@ -103,16 +103,19 @@ def _holds_run_files(run_dir: Path) -> bool:
 
 
 def keep_hydra_files(run_dir: Path) -> None:
-    """Copy Hydra's files of a new run to .hydra/kept/ (an older run's are already gone)."""
+    """Copy Hydra's files of a new run to .hydra/kept/ (an older run's are already gone).
+
+    A folder that holds no run files yet never trained: kept/ from an earlier launch that
+    stopped before training (Ctrl-C while loading data) describes no run, and is replaced."""
     from regx.engine.resume import read_hydra_files
 
     kept = run_dir / ".hydra" / KEPT_DIR
-    if kept.exists() or _holds_run_files(run_dir):
+    if _holds_run_files(run_dir):
         return
     files = read_hydra_files(run_dir)
     if not files:
         return
-    kept.mkdir()
+    kept.mkdir(exist_ok=True)
     for name, text in files.items():
         (kept / name).write_text(text)
 

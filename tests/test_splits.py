@@ -342,6 +342,14 @@ def test_bad_split_values_name_the_key(compose_cfg, override, message):
     assert str(err.value) == message
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_cuda_discriminator_without_cuda_fails_before_any_data_loads(compose_cfg):
+    overrides = ["split=adversarial", "split.discriminator=cnn", "split.device=cuda"]
+    with pytest.raises(ConfigError) as err:
+        build_spec(compose_cfg(overrides))
+    assert str(err.value) == "split.device=cuda: no CUDA device here; use auto or cpu"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -134,11 +134,15 @@ class ConvDiscriminator:
         self.epochs, self.patience, self.width = int(epochs), int(patience), int(width)
         self.batch_size, self.lr, self.holdout = int(batch_size), float(lr), int(holdout)
         self.device_name = device
+        self._device()  # a device this machine lacks fails now, before any data loads
 
     def _device(self) -> torch.device:
         if self.device_name == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device_name)
+        device = torch.device(self.device_name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device", self.device_name, "no CUDA device here; use auto or cpu")
+        return device
 
     def fit_logits(
         self, x_fit: torch.Tensor, d_fit: np.ndarray, x_eval: torch.Tensor, seed: int

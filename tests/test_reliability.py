@@ -281,3 +281,24 @@ def _running(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.is_file() and stat.read_text().rpartition(")")[2].split()[0] == "Z")
+
+
+def test_an_unexpected_error_in_training_leaves_a_failed_run_not_a_running_one(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """A bug keeps its traceback, but the run dir says `failed` and why, so a sweep's report
+    and `--resume` do not take it for a live run."""
+    from regx.engine.trainer import Trainer
+
+    def broken(self, epoch, progress):
+        raise RuntimeError("value cannot be converted to type float without overflow")
+
+    monkeypatch.setattr(Trainer, "train_epoch", broken)
+    run_dir = tmp_path / "run"
+    code, _, err = hydra_in_process([*TINY, f"hydra.run.dir={run_dir}"])
+    assert code == 1 and "overflow" in err
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed"
+    assert summary["message"] == (
+        "internal error: RuntimeError: value cannot be converted to type float without overflow"
+    )

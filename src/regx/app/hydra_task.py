@@ -127,6 +127,9 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         if multirun and not isinstance(error, RunInterrupted):
             return math.nan
         sys.exit(error.exit_code)
+    except Exception as e:  # a bug: the run dir says so (not `running`), the traceback stays
+        _leave_run_dir(cfg, guard, UserError(f"internal error: {type(e).__name__}: {e}"), multirun)
+        raise
     finally:
         if guard is not None:
             guard.close()

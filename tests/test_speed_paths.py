@@ -240,6 +240,25 @@ def test_default_threads_all_cores_or_omp_num_threads(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_more_threads_than_cores_is_warned_about(monkeypatch, caplog):
+    """Oversubscribed threads spin at every barrier (a run many times slower): say so."""
+    import logging
+
+    monkeypatch.setattr(device_mod, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    caplog.set_level(logging.WARNING, logger="regx")
+    try:
+        device_mod.configure_runtime(CPU, None, 2)
+        assert not caplog.records
+        device_mod.configure_runtime(CPU, None, 1000)
+    finally:
+        torch.set_num_threads(before)
+    assert [r.getMessage() for r in caplog.records] == [
+        "trainer.threads=1000 is more than the 2 cores this process may use: the threads spin "
+        "waiting for each other and the run is slower; trainer.threads=2 or less"
+    ]
+
+
 # -- AirNet and the cifar10_speed preset -----------------------------------------------
 def _correlated_images(n: int, size: int = 12) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)

@@ -11,6 +11,7 @@ Two costs are avoided here on purpose:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import sys
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 
 from regx.errors import ConfigError
+
+log = logging.getLogger("regx")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,6 +96,13 @@ def configure_runtime(
     `deterministic=None` means on for CPU (free there) and off for CUDA, where it would
     forbid cudnn.benchmark's autotuned convolutions.
     """
+    cores = available_cores()
+    if threads and threads > cores:
+        log.warning(
+            "trainer.threads=%d is more than the %d cores this process may use: the threads "
+            "spin waiting for each other and the run is slower; trainer.threads=%d or less",
+            threads, cores, cores,
+        )  # fmt: skip
     torch.set_num_threads(threads or default_threads())
     if deterministic is None:
         deterministic = device.type == "cpu"

@@ -302,3 +302,15 @@ def test_an_unexpected_error_in_training_leaves_a_failed_run_not_a_running_one(
     assert summary["message"] == (
         "internal error: RuntimeError: value cannot be converted to type float without overflow"
     )
+
+
+def test_resume_without_a_checkpoint_says_it_trains_again(finished: Path, tmp_path: Path) -> None:
+    run_dir = copy_run(finished, tmp_path / "run", status="interrupted")
+    shutil.rmtree(run_dir / "checkpoints")
+    code, _, err = resume_in_process(run_dir)
+    assert code == 0, err
+    assert (
+        f"warning: {run_dir} has no checkpoints/last.pt (the run stopped before its first "
+        "checkpoint, or it was deleted): it trains again from epoch 1"
+    ) in err.splitlines()
+    assert read_summary(run_dir)["status"] == "finished"

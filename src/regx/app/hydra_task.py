@@ -291,6 +291,12 @@ def _before_launch(args: list[str], resume: Path | None) -> list[str]:
     run_dirs.check_before_launch(args, resume)
     if resume is not None:
         run_dirs.check_resume_config(resume)
+        if not (resume / "checkpoints" / "last.pt").is_file():
+            print(
+                f"warning: {resume} has no checkpoints/last.pt (the run stopped before its "
+                "first checkpoint, or it was deleted): it trains again from epoch 1",
+                file=sys.stderr,
+            )
     # under torchrun: one run dir for all ranks, files and log lines from rank 0 only
     return [*args, *torchrun.torchrun_overrides(args)]
 

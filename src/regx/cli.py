@@ -104,6 +104,15 @@ OVERRIDES = typer.Argument(
     metavar="OVERRIDES",
     show_default=False,
 )
+# evaluate's: the test set and the scoring may change, never what trained the model
+EVAL_OVERRIDES = typer.Argument(
+    None,
+    help="Overrides of the test set and the scoring, e.g. dataset.test_shift=corrupt "
+    "shift.kind=noise trainer.eval_batch_size=256 (not the model, data or training).",
+    autocompletion=_complete_overrides,
+    metavar="OVERRIDES",
+    show_default=False,
+)
 
 
 TRAIN_HELP = (
@@ -193,7 +202,7 @@ def report(
 def evaluate(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="The run directory (holds .hydra/ and checkpoints/)."),
-    overrides: list[str] | None = OVERRIDES,
+    overrides: list[str] | None = EVAL_OVERRIDES,
     corruptions: str | None = typer.Option(
         None, help="Every corruption at every severity: `all`, or kinds such as noise,jpeg."
     ),

@@ -314,3 +314,17 @@ def test_resume_without_a_checkpoint_says_it_trains_again(finished: Path, tmp_pa
         "checkpoint, or it was deleted): it trains again from epoch 1"
     ) in err.splitlines()
     assert read_summary(run_dir)["status"] == "finished"
+
+
+def test_a_sweep_into_a_runs_own_folder_is_refused_before_it_starts(
+    finished: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(finished, tmp_path / "run")
+    before = tree(run_dir)
+    code, _, err = hydra_in_process(["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={run_dir}"])
+    assert code == 2
+    assert error_line(err) == (
+        f"error: hydra.sweep.dir={run_dir}: is a run's folder (it holds summary.json or "
+        "checkpoints/); name another folder for the sweep's job folders"
+    )
+    assert tree(run_dir) == before

@@ -231,6 +231,23 @@ def override_value(args: list[str], key: str) -> str | None:
     return found
 
 
+def _check_sweep_dir(value: str | None) -> None:
+    """A sweep puts its jobs' folders into hydra.sweep.dir: never into a run's own folder
+    (its report would hide them, and `regx report` would find the run alone)."""
+    if value is None or "${" in value or not value.strip():
+        return
+    sweep_dir = Path(value)
+    if sweep_dir.is_file():
+        raise ConfigError("hydra.sweep.dir", value, "is a file; name a folder for the sweep")
+    if (sweep_dir / "summary.json").is_file() or (sweep_dir / "checkpoints").is_dir():
+        raise ConfigError(
+            "hydra.sweep.dir",
+            value,
+            "is a run's folder (it holds summary.json or checkpoints/); name another folder "
+            "for the sweep's job folders",
+        )
+
+
 def check_before_launch(args: list[str], resume: Path | None) -> None:
     """Refuse, before Hydra writes anything, a single run that would overwrite a finished
     run or a folder that holds no run, an empty out_dir, and two of Hydra's modes."""
@@ -241,6 +258,7 @@ def check_before_launch(args: list[str], resume: Path | None) -> None:
     if out_dir is not None and not out_dir.strip():
         raise ConfigError("out_dir", "", "must name a folder (empty would put runs under /runs)")
     if any(a in ("-m", "--multirun") for a in args):
+        _check_sweep_dir(override_value(args, "hydra.sweep.dir"))
         return  # each job checks its own folder (task)
     value = override_value(args, "hydra.run.dir")
     if value is None or "${" in value:

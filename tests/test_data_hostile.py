@@ -319,7 +319,9 @@ def test_integer_reference_means_the_class_of_that_name_when_there_is_one(tmp_pa
 def test_root_that_is_a_file_is_named_a_file(tmp_path):
     root = tmp_path / "notes.txt"
     root.write_text("x")
-    with pytest.raises(DataError, match=rf"^{root} is a file, not a folder: set dataset.root"):
+    with pytest.raises(
+        DataError, match=rf"^{root} is a file, not a folder: an ImageFolder root needs"
+    ):
         ImageFolder(root=str(root)).load()
     with pytest.raises(DataError, match=rf"^{root} is a file, not a folder"):
         list_class_folders(root)

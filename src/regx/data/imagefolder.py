@@ -64,8 +64,7 @@ def list_class_folders(folder: Path, min_classes: int = 2) -> dict[str, list[Pat
         )
     if not folder.is_dir():
         raise DataError(
-            f"{folder} does not exist: an ImageFolder root needs train/<class>/ and "
-            f"test/<class>/ subfolders (set dataset.root=DIR)"
+            f"{folder} does not exist: expected {folder}/<class>/<image> (one subfolder per class)"
         )
     names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not names:
@@ -97,11 +96,12 @@ def list_image_folder(root: Path, holdout: int | list | None = None) -> Listing:
 
     train/ needs 2 class folders (the kept classes, at least 2, all train); test/ may
     have one (its accuracy is then that class's recall)."""
+    needs = "an ImageFolder root needs train/<class>/ and test/<class>/ subfolders"
     if root.is_file():
-        raise DataError(
-            f"{root} is a file, not a folder: set dataset.root to a folder with "
-            f"train/<class>/ and test/<class>/ subfolders"
-        )
+        raise DataError(f"{root} is a file, not a folder: {needs} (set dataset.root=DIR)")
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataError(f"{root / split} does not exist: {needs} (set dataset.root=DIR)")
     train = list_class_folders(root / "train")
     test = list_class_folders(root / "test", min_classes=1)
     classes = sorted(set(train) | set(test))

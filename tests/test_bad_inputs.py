@@ -128,6 +128,12 @@ CASES = [
     (["loss=am_softmax", "loss.m=-0.1"], 2, "loss.m=-0.1: must be in [0, 2]"),
     (["loss=focal", "loss.gamma=-1"], 2, "loss.gamma=-1: must be in [0, inf)"),
     (["+aug=mixup", "aug.alpha=0"], 2, "aug.alpha=0: must be in (0, inf)"),
+    (
+        ["+aug.alpha=0.3"],  # a setting without an augmentation
+        2,
+        "aug={'alpha': 0.3}: names no aug: choose one first (+aug=NAME: cutmix, cutout, "
+        "manifold_mixup, mixup, mixup_cutmix, none, samplepairing)",
+    ),
     (["+aug=samplepairing", "aug.prob=2"], 2, "aug.prob=2: must be in [0, 1]"),
     (["+aug=cutout", "aug.holes=0"], 2, "aug.holes=0: must be an integer ≥ 1"),
     (

@@ -29,9 +29,23 @@ from regx.params import declared_hints
 RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
 
 
+def _group_options(group: str) -> list[str]:
+    """The YAML options of config group `group` (conf/<group>/*.yaml), sorted."""
+    from regx.config.paths import config_dir
+
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
 def _target(group: str, node: DictConfig) -> Any:
     path = node.get("_target_")
     if not path:
+        options = _group_options(group)
+        if options:  # settings given without an option of the group (`+aug.alpha=0.3`)
+            raise ConfigError(
+                group,
+                OmegaConf.to_container(node),
+                f"names no {group}: choose one first (+{group}=NAME: {', '.join(options)})",
+            )
         raise ConfigError(f"{group}._target_", None, "is missing: name the class to build")
     module_name, _, attr = str(path).rpartition(".")
     try:

@@ -61,8 +61,9 @@ def test_a_sweep_job_that_fails_before_training_keeps_its_folder(tmp_path: Path)
     code, _, err = hydra_in_process(
         ["-m", *TINY, "trainer.epochs=-1,0", f"hydra.sweep.dir={sweep}"]
     )
-    assert code == 0
+    assert code == 1  # both jobs ran (and failed): the sweep did not succeed
     assert err.count("error: trainer.epochs=") == 2
+    assert err.strip().splitlines()[-1].startswith("error: 2 of 2 jobs did not finish")
     assert [read_summary(sweep / j)["status"] for j in ("0", "1")] == ["failed", "failed"]
 
 

@@ -87,8 +87,10 @@ def test_huge_lr_diverges_in_its_job_and_the_sweep_goes_on(tmp_path: Path) -> No
             f"hydra.sweep.dir={sweep_dir}",
         ]
     )
-    assert code == 0, err
-    line = error_line(err)  # only the diverged job complains
+    assert code == 1, err  # the sweep ran both jobs; one did not finish
+    job_line, sweep_line = err.strip().splitlines()  # only the diverged job complains
+    assert sweep_line.startswith(f"error: 1 of 2 jobs did not finish ({sweep_dir / '0'} first")
+    line = job_line
     assert line.startswith("error: training diverged: the loss became NaN/Inf at epoch 1, step ")
     assert "lower trainer.optimizer.lr" in line
     assert "no checkpoint to keep" in line

@@ -139,6 +139,8 @@ def check_range(
     below = value == -math.inf if lo is None else (value <= lo if lo_open else value < lo)
     above = value == math.inf if hi is None else (value >= hi if hi_open else value > hi)
     if below or above or value != value:  # value != value: NaN
+        if lo is None and hi is None:
+            raise ConfigError(key, value, "must be a finite number")
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
         lo_s = "-inf" if lo is None else _num(lo)

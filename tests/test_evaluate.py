@@ -147,3 +147,14 @@ def test_a_test_set_with_other_classes_is_refused():
     many = [f"c{i}" for i in range(12)]
     with pytest.raises(DataError, match=re.escape("c7, … (12 in all)")):
         check_same_classes(["a", "b"], many)
+
+
+def test_an_evaluation_that_fails_leaves_no_folder_behind(run):
+    """A bad shift for this test set fails inside the evaluation: its eval/ folder, which
+    would hold only config.yaml, goes (the run's own files stay as they were)."""
+    run_dir, _ = run
+    evals = run_dir / "eval"
+    before = sorted(p.name for p in evals.iterdir()) if evals.is_dir() else []
+    with pytest.raises(UserError, match=re.escape("shift.keep")):
+        evaluate(run_dir, ["dataset.test_shift=subpop", "shift.keep=0.0001"])
+    assert (sorted(p.name for p in evals.iterdir()) if evals.is_dir() else []) == before

@@ -13,6 +13,7 @@ are refused; the test set can change freely (`dataset.test_shift=corrupt shift.s
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,10 +140,17 @@ def evaluate(
         for k in ("dataset", "shift")
     )
     out = out_dir or eval_dir_for(run_dir, overrides)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     request = EvaluationRequest(
         run_dir, trained, spec, run.model, run.checkpoint, run.checkpoint_epoch, same_test_set, list(overrides), out,
         run_choices(run_dir), robustness or RobustnessRequest(),
     )  # fmt: skip
-    return out, evaluate_run(request)
+    try:
+        return out, evaluate_run(request)
+    except BaseException:
+        # an evaluation that wrote nothing leaves no folder holding only its config
+        if created and {p.name for p in out.iterdir()} <= {"config.yaml"}:
+            shutil.rmtree(out, ignore_errors=True)
+        raise

@@ -158,3 +158,19 @@ def test_an_evaluation_that_fails_leaves_no_folder_behind(run):
     with pytest.raises(UserError, match=re.escape("shift.keep")):
         evaluate(run_dir, ["dataset.test_shift=subpop", "shift.keep=0.0001"])
     assert (sorted(p.name for p in evals.iterdir()) if evals.is_dir() else []) == before
+
+
+def test_evaluating_an_unfinished_run_says_so(run, tmp_path, capsys):
+    run_dir, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval"))
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    _, scored = evaluate(copy, [])
+    assert scored["evaluation"]["run_status"] == "interrupted"
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {copy} did not finish (summary.json: status interrupted): scoring the best "
+        "weights it saved so far"
+    ]
+    evaluate(run_dir, [])
+    assert "warning" not in capsys.readouterr().err

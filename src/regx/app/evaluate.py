@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,7 @@ def evaluate(
     from omegaconf import OmegaConf
 
     from regx.app.loaded_run import load_run
+    from regx.app.run_dirs import summary_of
     from regx.config import register_resolvers
     from regx.config.build import build_spec
     from regx.engine.evaluate import EvaluationRequest, evaluate_run
@@ -135,6 +137,13 @@ def evaluate(
     trained = build_spec(base, run_overrides)
     spec = build_spec(cfg, [*run_overrides, *overrides])
     run = load_run(run_dir, device=spec.trainer.device)
+    status = (summary_of(run_dir) or {}).get("status", "unknown")
+    if status != "finished":
+        print(
+            f"warning: {run_dir} did not finish (summary.json: status {status}): scoring "
+            f"the best weights it saved so far",
+            file=sys.stderr,
+        )
     same_test_set = all(
         OmegaConf.to_container(base.get(k) or {}) == OmegaConf.to_container(cfg.get(k) or {})
         for k in ("dataset", "shift")

@@ -64,6 +64,9 @@ def all_cases(quick: bool, gpu: bool, resnet_width: int) -> list[Case]:
     return cases
 
 
+BENCH_EPOCHS = 1000
+
+
 def build_trainer(overrides: list[str], run_dir: Path, threads: int) -> Trainer:
     """regx's own Trainer for the run `regx train OVERRIDES` would do, quiet, no files."""
     from regx.config import compose_config
@@ -73,6 +76,10 @@ def build_trainer(overrides: list[str], run_dir: Path, threads: int) -> Trainer:
         "trainer.progress=false",
         "trainer.checkpoint=false",
         f"trainer.threads={threads}",
+        # a schedule longer than every repeat together: past its end the learning rate is 0
+        # and the momentum buffers decay into denormal floats, whose slow CPU paths would
+        # time the contenders on an unrepresentative state
+        f"trainer.epochs={BENCH_EPOCHS}",
         *overrides,
     ]
     return Trainer(build_spec(compose_config(run), run), run_dir)

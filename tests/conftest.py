@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,26 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ["REGX_TRUSTED_TARGETS"] = "fault_plugins.*"
 
 FAST = ["trainer.progress=false", "trainer.threads=1"]
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to `count` inside, put back after (small tensors on a
+    shared CPU: like the trainer's `trainer.threads=1`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -18,13 +18,7 @@ from regx.splits.adversarial import AdversarialSplit
 from regx.splits.convnets import SmallConvNet, StackedConvNet, stack_batches
 from regx.splits.discriminators import ConvDiscriminator, Fold, _balanced_batches, _Standardized
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def shifted_images(n_train: int, n_test: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:

@@ -171,3 +171,16 @@ def test_a_single_run_prints_no_job_line(tmp_path, capsys):
     callback.on_job_start(config)
     callback.on_job_end(config, JobReturn(status=JobStatus.COMPLETED))
     assert capsys.readouterr() == ("", "") and list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_over_an_unresolvable_override_still_counts_its_jobs(cli, tmp_path):
+    """The plan reads the overrides as typed: `${nope}` fails in its job, with its key, not
+    in the launcher's callback (which Hydra would turn into a warning and no progress)."""
+    sweep = tmp_path / "sweep"
+    r = cli("train", "-m", *SMOKE, "trainer.epochs=${nope}", PROGRESS, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 1
+    assert LINE.findall(r.stdout) == ["[job 1/1 done, 1 failed]"]
+    assert r.stderr.strip().splitlines()[0] == (
+        "error: trainer.epochs=${nope}: does not resolve (Interpolation key 'nope' not found)"
+    )
+    assert "Warning" not in r.stderr

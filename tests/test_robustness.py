@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from conftest import torch_threads
 from regx.data.augment import Normalize
 from regx.data.corruptions import KINDS, parse_kinds, parse_severities
 from regx.data.shift import corrupted_copies
@@ -32,11 +33,9 @@ EPS = ["0", "2/255", "4/255", "8/255", "16/255", "32/255", "64/255"]
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """Small tensors on a shared CPU: one thread, as the trainer's `trainer.threads=1`."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """conftest's, for the whole module (its fixtures are module-scoped)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

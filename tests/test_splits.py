@@ -76,15 +76,6 @@ def test_corrupt_shift_is_detected_on_digits(noisy_split):
     assert np.median(d_test) > np.median(d_train) + 0.3
 
 
-@pytest.fixture
-def one_thread():
-    """Like the trainer's `trainer.threads=1` in tests: small convs on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_cnn_discriminator_detects_the_shift_and_leaves_the_global_rng(digits_noisy, one_thread):
     data = digits_noisy
     split_fn = AdversarialSplit(discriminator="cnn", folds=2, cnn_epochs=8, cnn_width=8)

@@ -12,14 +12,7 @@ from scipy.special import log_softmax
 
 from regx.metrics.temperature import T_MAX, T_MIN, fit_temperature
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-threaded torch: the fits are small, and the test machines are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small fits, shared machines
 
 
 def np_nll(logits: np.ndarray, labels: np.ndarray, t: float, w: np.ndarray | None = None) -> float:

@@ -24,7 +24,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from regx.config import register_resolvers
 from regx.engine.signals import interrupt_exit, leave_now
@@ -92,6 +92,7 @@ def task(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from regx.app.run_lock import orphaned, watch_launcher
+    from regx.config import hydra_compat
 
     _job_started()
     hc = HydraConfig.get()
@@ -101,9 +102,7 @@ def task(cfg: DictConfig) -> float:
         if watch_launcher():  # a sweep worker whose launcher died: start nothing
             _leave_run_dir(cfg, None, UserError("the sweep's launcher died"), multirun=False)
             return math.nan
-        # the override strings as typed: `${…}` in them is resolved with the config, not here
-        overrides = OmegaConf.to_container(hc.overrides.task, resolve=False)
-        return _run_job(cfg, run_dir, multirun, [str(o) for o in overrides])
+        return _run_job(cfg, run_dir, multirun, hydra_compat.task_overrides(hc))
     finally:
         if orphaned():  # the job stopped (its checkpoint saved): end the worker too
             leave_now(128 + signal.SIGTERM)

@@ -103,6 +103,13 @@ def apply_overrides(cfg: Any, parsed: list[Any]) -> None:
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
+def task_overrides(hydra_node: Any) -> list[str]:
+    """The job's command-line overrides (`hydra.overrides.task`) as typed: iterating the
+    node would resolve a `${…}` inside them, and fail on one that does not resolve, which
+    the config check then reports with its key."""
+    return [str(o) for o in OmegaConf.to_container(hydra_node.overrides.task, resolve=False)]
+
+
 def basic_sweep_size(config: Any) -> int | None:
     """Jobs Hydra's basic sweeper expands `config` into (`hydra.sweeper.params` and the
     command line's overrides), counted by its own `split_arguments`; None if it cannot."""
@@ -113,7 +120,7 @@ def basic_sweep_size(config: Any) -> int | None:
 
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
     arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += [str(o) for o in config.hydra.overrides.task]
+    arguments += task_overrides(config.hydra)
     hydra = GlobalHydra.instance()  # its config loader expands glob(…) over a group's options
     loader = hydra.config_loader() if hydra.is_initialized() else None
     try:

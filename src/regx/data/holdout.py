@@ -112,9 +112,9 @@ def _check_open_set(
 ) -> None:
     """At least 2 held-out classes with test images: the open set needs 2 to retrieve."""
     with_images = set(data.test_y[open_idx].tolist())
-    empty = [data.classes[c] for c in held if c not in with_images]
     if len(with_images) >= 2:
         return
+    empty = [data.classes[c] for c in held if c not in with_images]
     raise ConfigError(
         KEY,
         spec if isinstance(spec, int) else list(spec),

@@ -47,14 +47,19 @@ def _bar() -> Any:
 
 class EpochProgress:
     def __init__(self, steps_per_epoch: int, epochs: int, enabled: bool = True) -> None:
-        self.enabled = enabled and work_progress.stderr_is_terminal()
         self.steps, self.epochs = steps_per_epoch, epochs
-        self.progress = _bar() if self.enabled else None
+        shown = enabled and work_progress.stderr_is_terminal()
+        self.progress = _bar() if shown else None
         self.task = None
         self.clock = time.perf_counter  # wall time, read once per step (no sync)
         self.reads = 0  # host reads of the loss (each one sync), for the record
         self.epoch_started = self.last_read = 0.0
         self.images = 0  # trained on since the epoch (or its resumed part) started
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the bar is drawn (on a terminal, when asked for)."""
+        return self.progress is not None
 
     def __enter__(self) -> EpochProgress:
         if self.progress is not None:

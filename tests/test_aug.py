@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from regx.aug.base import MixedBatch
+from regx.aug.base import BetaSampler, MixedBatch
 from regx.aug.mixup import Mixup, mix_inputs
 from regx.aug.samplepairing import SamplePairing, Schedule, default_schedule
 from regx.config.build import build_spec
@@ -109,6 +109,21 @@ def test_lam_beta_matches_beta_distribution() -> None:
     for sample in (per_batch, per_sample):
         assert stats.kstest(sample, stats.beta(0.2, 0.2).cdf).pvalue > 0.01
         assert stats.kstest(sample, "uniform").pvalue < 1e-6
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0, 4.0])
+def test_beta_sampler_draws_what_torch_distributions_beta_draws(alpha: float) -> None:
+    """The same numbers from the same generator state (runs stay reproducible across the
+    switch to the cheaper draw), per batch and per sample."""
+    sampler = BetaSampler(alpha)
+    reference = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
+    cpu = torch.device("cpu")
+    torch.manual_seed(3)
+    ours = [sampler.sample(None, cpu) for _ in range(20)] + sampler.sample(50, cpu).tolist()
+    torch.manual_seed(3)
+    theirs = [float(reference.sample()) for _ in range(20)] + reference.sample((50,)).tolist()
+    assert ours == theirs
+    assert all(isinstance(v, float) for v in ours[:20])
 
 
 def test_prob_mixes_that_fraction_of_batches() -> None:

@@ -3,9 +3,9 @@
 regx's epoch is what `Trainer.fit` does per epoch minus validation and files (no
 contender validates or writes): `_start_epoch`, `train_epoch` (which ends by reading its
 device accumulators, so the clock stops after the device) and the finite-weights check.
-Each repeat ("round") times `epochs_per_repeat` epochs of every contender; the order of
-regx and the hand loop alternates between rounds, Lightning's epochs run after them, and
-round 0 is an untimed warm-up (allocator, kernels, cudnn autotuning).
+Each repeat ("round") times `epochs_per_repeat` epochs of regx and of the hand loop,
+alternating epoch by epoch (`timing.interleaved`), then Lightning's epochs; round 0 is an
+untimed warm-up (allocator, kernels, cudnn autotuning).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchlib.cases import Case, build_trainer
 from benchlib.hand import HandWrittenLoop, LoopInputs
-from benchlib.timing import Samples, timed
+from benchlib.timing import Samples, interleaved
 from regx.engine.divergence import check_weights
 from regx.engine.progress import EpochProgress
 from regx.engine.trainer import Trainer
@@ -61,19 +61,15 @@ def bench_epoch(
     k = case.epochs_per_repeat
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(case.overrides, Path(tmp), threads)
-        runs: dict[str, Callable[[], None]] = {"regx": regx_epochs(trainer, k)}
+        runs: dict[str, Callable[[], object]] = {"regx": regx_epochs(trainer, 1)}
         if hand:
-            loop = HandWrittenLoop(LoopInputs.from_trainer(trainer))
-            runs[HAND] = lambda: [loop.epoch() for _ in range(k)]
+            runs[HAND] = HandWrittenLoop(LoopInputs.from_trainer(trainer)).epoch
         # Lightning's copy of the model is taken now, before anyone trains
         lightning_inputs = LoopInputs.from_trainer(trainer) if lightning_module else None
         samples = {name: Samples() for name in runs}
 
         def one_round(r: int) -> None:
-            # alternate who goes first so a drift in machine load hits both alike
-            order = list(runs) if r % 2 == 0 else list(reversed(runs))
-            for name in order:
-                wall_cpu = timed(runs[name], trainer.device)
+            for name, wall_cpu in interleaved(runs, k, trainer.device).items():
                 if r > 0:
                     samples[name].add(wall_cpu, k)
 

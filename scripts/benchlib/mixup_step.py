@@ -30,7 +30,7 @@ from timm.data import Mixup as TimmMixup
 from timm.loss import SoftTargetCrossEntropy
 
 from benchlib.cases import Case, build_trainer
-from benchlib.timing import Samples, timed
+from benchlib.timing import Samples, interleaved
 from regx.engine.optim import build_optimizer, build_scheduler
 from regx.engine.trainer import Trainer
 
@@ -94,14 +94,11 @@ def step_functions(trainer: Trainer, alpha: float) -> tuple[Steps, Steps]:
 
 
 def interleave(fns: Steps, repeats: int, count: int, device: torch.device) -> dict[str, Samples]:
-    """Seconds per call of each function: `count` calls per repeat, alternating order,
-    after one untimed warm-up repeat."""
+    """Seconds per call of each function: `count` calls each per repeat, alternating call by
+    call, after one untimed warm-up repeat."""
     samples = {name: Samples() for name in fns}
     for r in range(repeats + 1):
-        order = list(fns) if r % 2 == 0 else list(reversed(fns))
-        for name in order:
-            fn = fns[name]
-            wall_cpu = timed(lambda fn=fn: [fn() for _ in range(count)], device)
+        for name, wall_cpu in interleaved(fns, count, device).items():
             if r > 0:
                 samples[name].add(wall_cpu, count)
     return samples

@@ -39,6 +39,25 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def interleaved(
+    fns: dict[str, Callable[[], object]], calls: int, device: torch.device
+) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds of `calls` calls of each function, summed per function.
+
+    The calls alternate one at a time in the order A B, B A, A B, …: on a shared machine
+    whose speed drifts (other tenants, clock changes), a block of one contender's calls
+    after the other's would time the drift; alternating single calls both see it alike.
+    """
+    names = list(fns)
+    totals = {name: [0.0, 0.0] for name in names}
+    for i in range(calls):
+        for name in names if i % 2 == 0 else reversed(names):
+            wall, cpu = timed(fns[name], device)
+            totals[name][0] += wall
+            totals[name][1] += cpu
+    return {name: (wall, cpu) for name, (wall, cpu) in totals.items()}
+
+
 class Stopwatch:
     """Wall and CPU seconds since the last `lap()` (or creation)."""
 

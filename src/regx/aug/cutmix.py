@@ -69,7 +69,7 @@ def paste_box_elem(
     top, bottom = box_span(cy, (h * cut).round().long(), h)
     left, right = box_span(cx, (w * cut).round().long(), w)
     inside = box_mask(top, bottom, left, right, h, w)  # (N, H, W)
-    mixed = torch.where(inside[:, None], x[partners], x)
+    mixed = torch.where(inside[:, None], x.index_select(0, partners), x)
     area = ((bottom - top) * (right - left)).to(torch.float32)
     return mixed, 1.0 - area / (h * w)
 
@@ -108,5 +108,8 @@ class CutMix(Mixer):
         else:
             mixed, lam = paste_box_elem(x, partners, self._beta.sample(n, x.device))
         return MixedBatch(
-            inputs=mixed, lam=lam, partner_targets=y[partners], partner_index=partners
+            inputs=mixed,
+            lam=lam,
+            partner_targets=y.index_select(0, partners),
+            partner_index=partners,
         )

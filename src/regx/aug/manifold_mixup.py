@@ -106,7 +106,7 @@ class ManifoldMixup(Mixup):
         return MixedBatch(
             inputs=x,
             lam=lam,
-            partner_targets=y[partners],
+            partner_targets=y.index_select(0, partners),
             partner_index=partners,
             hidden_mix=HiddenMix(layer=layer, lam=lam, partners=partners),
         )

@@ -90,6 +90,6 @@ class Mixup(Mixer):
         return MixedBatch(
             inputs=mix_inputs(x, lam, partners),
             lam=lam,
-            partner_targets=y[partners],
+            partner_targets=y.index_select(0, partners),
             partner_index=partners,
         )

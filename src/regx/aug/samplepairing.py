@@ -112,7 +112,9 @@ class SamplePairing(Mixer):
             return None
         partners = random_partners(x.shape[0], x.device)
         # Scaling by 1/2 is exact in floating point, so this is (x + x[π]) / 2 bit for bit.
-        return MixedBatch(inputs=(x + x[partners]).mul_(0.5), lam=0.5, partner_index=partners)
+        return MixedBatch(
+            inputs=(x + x.index_select(0, partners)).mul_(0.5), lam=0.5, partner_index=partners
+        )
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

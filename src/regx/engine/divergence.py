@@ -63,8 +63,9 @@ def check_weights(
     """Weights (and BN statistics) finite after the epoch: a NaN/Inf gradient shows up here
     even when every loss was finite, before it can reach a checkpoint. Every later step's
     loss would have been NaN, so the epoch's last step made them so."""
-    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
-    if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+    # one check over all of them concatenated: a check per tensor costs ~5 ops each
+    flat = [t.reshape(-1) for t in model.state_dict().values() if t.is_floating_point()]
+    if flat and not bool(torch.isfinite(torch.cat(flat)).all()):
         raise DivergedError(
             f"training diverged: the weights became NaN/Inf during epoch {epoch + 1}, at its "
             f"last step {steps} (a NaN/Inf gradient; {_last_finite(last_loss)}); lower "

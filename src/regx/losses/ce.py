@@ -18,6 +18,11 @@ class CrossEntropy(Loss):
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), targets, reduction="none")
 
+    def batch_mean(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if type(self).forward is not CrossEntropy.forward:  # a subclass has its own loss
+            return super().batch_mean(outputs, targets)
+        return F.cross_entropy(outputs.float(), targets)  # the mean inside the kernel
+
     def mixed(
         self,
         outputs: torch.Tensor,
@@ -30,12 +35,14 @@ class CrossEntropy(Loss):
             first, second = self(outputs, targets), self(outputs, partner_targets)
             return torch.lerp(second, first, lam)
         logp = F.log_softmax(outputs.float(), dim=1)
-        # −Σ_c w_c·log p_c, w = λ·onehot(y) + (1 − λ)·onehot(y'): the same sum as one product,
-        # whose backward is one multiply (two gathers' would scatter into two fresh tensors)
+        # Σ_c (−w_c)·log p_c, w = λ·onehot(y) + (1 − λ)·onehot(y'): one product, whose
+        # backward is one multiply (two gathers' would scatter into two fresh tensors); the
+        # weights carry the minus sign, so there is no negation to run forward and backward
+        own, partner = targets.unsqueeze(1), partner_targets.unsqueeze(1)
+        neg_w = torch.zeros_like(logp)
         if isinstance(lam, torch.Tensor):
             lam_col = lam.to(logp.dtype).view(-1, 1)
-        else:
-            lam_col = torch.full((len(logp), 1), lam, dtype=logp.dtype, device=logp.device)
-        w = torch.zeros_like(logp).scatter_(1, targets.unsqueeze(1), lam_col)
-        w.scatter_add_(1, partner_targets.unsqueeze(1), 1 - lam_col)
-        return -(w * logp).sum(dim=1)
+            neg_w.scatter_(1, own, -lam_col).scatter_add_(1, partner, lam_col - 1)
+        else:  # one λ: scalar scatters, no (N, 1) tensors of λ to build
+            neg_w.scatter_(1, own, -lam).scatter_(1, partner, lam - 1, reduce="add")
+        return (neg_w * logp).sum(dim=1)

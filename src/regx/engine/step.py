@@ -42,11 +42,8 @@ class TrainStep:
             else:
                 out = self.model(x)
         # mixed losses (λ·L(ŷ,y) + (1−λ)·L(ŷ,y[π])), never mixed labels: see aug/base.py
-        if mixed is None and weight is None:
-            loss = self.loss_fn.batch_mean(out, y)
-        else:
-            per = self.loss_fn(out, y) if mixed is None else mixed.loss(self.loss_fn, out, y)
-            loss = per.mean() if weight is None else (weight * per).sum() / weight.sum()
+        per = self.loss_fn(out, y) if mixed is None else mixed.loss(self.loss_fn, out, y)
+        loss = per.mean() if weight is None else (weight * per).sum() / weight.sum()
         self.optimizer.zero_grad(set_to_none=True)
         self.backward_and_step(loss)
         self.scheduler.step()

@@ -50,11 +50,6 @@ class Loss(nn.Module):
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must implement forward()")
 
-    def batch_mean(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The mean of the per-sample losses (a scalar), for a batch neither mixed nor
-        weighted; a loss whose library function reduces in one pass overrides it."""
-        return self(outputs, targets).mean()
-
 
 def target_log_prob(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p_y (N,) in float32 from the head's scores: log-softmax, so tiny p_y stay finite."""

@@ -105,3 +105,59 @@ def test_lr_schedules_follow_their_formulas():
     )
     flat = SchedulerSettings(name="none", warmup_epochs=0)
     assert lr_factor(33, 50, 10, flat) == 1.0
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_fused_optimizer_updates_as_the_per_tensor_one(name: str) -> None:
+    """On a CPU with torch ≥ 2.4 regx's optimizer is torch's fused one, and its updates are
+    those of the per-tensor loop (to float rounding) over 30 steps, weight decay on the
+    matrices only; below 2.4 or on other devices it is the default one."""
+    from regx.engine import optim
+    from regx.engine.settings import OptimizerSettings
+
+    settings = OptimizerSettings(name=name, lr=0.05, momentum=0.9, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(8, 4, 3, 3), (8,), (10, 8), (10,)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    ours = [p.clone().requires_grad_() for p in start]
+    loop = [p.clone().requires_grad_() for p in start]
+    fused = optim.build_optimizer(ours, settings)
+    assert fused.defaults.get("fused") is (True if optim.torch_version() >= (2, 4) else None)
+    reference = optim.build_optimizer(loop, settings)
+    for group in reference.param_groups:
+        group["fused"], group["foreach"] = None, False
+    for _ in range(30):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        for p, q, g in zip(ours, loop, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        fused.step()
+        reference.step()
+    for p, q, p0 in zip(ours, loop, start):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+        assert (p - p0).abs().max() > 1e-2  # the steps moved the weights
+    assert not optim.can_fuse([torch.zeros(3, dtype=torch.long)])
+    assert not optim.can_fuse([])
+
+
+def test_a_checkpoints_optimizer_state_keeps_this_machines_implementation() -> None:
+    """A state saved by a fused optimizer loads into a per-tensor one (another machine, an
+    older torch) with its momentum buffers, and the loading optimizer stays per-tensor."""
+    from regx.engine import optim
+    from regx.engine.settings import OptimizerSettings
+
+    settings = OptimizerSettings(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0)
+    saved_params = [torch.ones(4, 3, requires_grad=True), torch.ones(3, requires_grad=True)]
+    saved = optim.build_optimizer(saved_params, settings)
+    for group in saved.param_groups:
+        group["fused"] = True  # as a fused machine writes it, whatever this torch does
+    for p in saved_params:
+        p.grad = torch.full_like(p, 2.0)
+    saved.step()
+    params = [torch.zeros(4, 3, requires_grad=True), torch.zeros(3, requires_grad=True)]
+    loading = optim.build_optimizer(params, settings)
+    for group in loading.param_groups:
+        group["fused"], group["foreach"] = None, False  # this machine: the per-tensor loop
+    optim.load_optimizer_state(loading, saved.state_dict())
+    assert [(g["fused"], g["foreach"]) for g in loading.param_groups] == [(None, False)] * 2
+    buffers = [loading.state[p]["momentum_buffer"] for p in params]
+    assert all(torch.equal(b, torch.full_like(b, 2.0)) for b in buffers)

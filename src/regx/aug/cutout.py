@@ -69,6 +69,19 @@ class Cutout(Mixer):
         self.mode = mode
         self.prob = float(prob)
 
+    def image_warning(self, height: int, width: int) -> str | None:
+        side_h, side_w = square_sides(self.size, height, width)
+        # a square erases the whole image from any centre when it spans [0, H) from both
+        # the first and the last row (and likewise columns)
+        rows = side_h // 2 >= height - 1 and side_h - side_h // 2 >= height
+        cols = side_w // 2 >= width - 1 and side_w - side_w // 2 >= width
+        if rows and cols:
+            return (
+                f"aug.size={self.size} erases every {height}×{width} image entirely (a "
+                f"{side_h}×{side_w} square from any centre): the model sees blank images"
+            )
+        return None
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixedBatch | None:
         if not mix_this_batch(self.prob):
             return None

@@ -95,12 +95,6 @@ class SamplePairing(Mixer):
                 off_epochs=_or(self.off_epochs, default.off_epochs),
                 final_off_epochs=_or(self.final_off_epochs, default.final_off_epochs),
             )
-            if not any(resolved.active(e, num_epochs) for e in range(num_epochs)):
-                log.warning(
-                    "aug: SamplePairing's schedule %s never mixes in a %d-epoch run",
-                    asdict(resolved),
-                    num_epochs,
-                )
             self._resolved[num_epochs] = resolved
         return resolved
 

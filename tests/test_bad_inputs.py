@@ -162,6 +162,14 @@ CASES = [
     (["trainer.epochz=3"], 2, "trainer.epochz=3: unknown key; did you mean trainer.epochs=3?"),
     (["los.gamma=1"], 2, "los.gamma=1: unknown key; did you mean loss.gamma=1?"),
     (["trainer.foo=1"], 2, "trainer.foo=1: unknown key; keys of trainer: "),
+    (["trainer.lr=0.1"], 2, "trainer.lr=0.1: unknown key; did you mean trainer.optimizer.lr=0.1?"),
+    (["lr=0.1"], 2, "lr=0.1: unknown key; did you mean trainer.optimizer.lr=0.1?"),
+    (
+        ["+aug=[mixup, cutmix]"],
+        2,
+        "aug=[mixup, cutmix]: takes one option; a list merges them all into one aug node. "
+        "To compare them, sweep: regx train -m +aug=mixup,cutmix",
+    ),
     (
         ["loss.gamma=0.5"],
         2,
@@ -230,6 +238,27 @@ def test_bad_config_fails_in_one_line(
     assert "Traceback" not in out
     # nothing trained, and nothing left behind: no run dir, not even an empty outputs/
     assert sorted(tmp_path.rglob("*")) == []
+
+
+def test_missing_data_from_an_unset_environment_variable_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scale=cifar reads its folder from REGX_CIFAR10; unset, the error says to set it (and
+    with it set to a wrong folder, only the folder is named)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REGX_CIFAR10", raising=False)
+    got, _, err = hydra_in_process(["scale=cifar", "trainer=smoke"])
+    assert got == 3, err
+    assert error_line(err) == (
+        "error: data/cifar10-jpg/train does not exist: an ImageFolder root needs "
+        "train/<class>/ and test/<class>/ subfolders (set dataset.root=DIR); REGX_CIFAR10 is "
+        "not set, so dataset.root took its fallback: set REGX_CIFAR10=DIR"
+    )
+    monkeypatch.setenv("REGX_CIFAR10", str(tmp_path / "elsewhere"))
+    got, _, err = hydra_in_process(["scale=cifar", "trainer=smoke"])
+    assert got == 3 and "REGX_CIFAR10" not in error_line(err)
+    assert error_line(err).startswith(f"error: {tmp_path / 'elsewhere' / 'train'} does not exist")
+    assert sorted(tmp_path.rglob("*")) == []  # no run folder left behind
 
 
 def test_at_least_twenty_bad_inputs_are_covered() -> None:

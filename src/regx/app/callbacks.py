@@ -42,6 +42,10 @@ class SweepReport(Callback):
         from regx.errors import UserError
         from regx.report.sweep import sweep_report
 
+        if isinstance(sys.exc_info()[1], (SystemExit, KeyboardInterrupt)):
+            # a signal is stopping the sweep (Hydra ≥ 1.4 calls this from a `finally`; 1.3
+            # does not call it then): its one line stays the last, as with Hydra 1.3
+            return
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir() or not any(sweep_dir.glob("**/.hydra/config.yaml")):
             return  # no job started (the sweep failed before its first): nothing to report

@@ -120,6 +120,24 @@ def _options_with_key(group: str, key: str) -> list[str]:
     return found
 
 
+def _nested_paths(node: Any, leaf: str, limit: int = 3) -> list[str]:
+    """Dotted paths below `node` (not its own keys) of keys named `leaf`, shallowest first."""
+    from omegaconf import DictConfig
+
+    found: list[str] = []
+    level = [(str(k), v) for k, v in node.items_ex(resolve=False) if k != "hydra"]
+    while level and len(found) < limit:
+        below = []
+        for path, child in level:
+            if isinstance(child, DictConfig):
+                for k, v in child.items_ex(resolve=False):
+                    below.append((f"{path}.{k}", v))
+                    if str(k) == leaf:
+                        found.append(f"{path}.{k}")
+        level = below
+    return found[:limit]
+
+
 def _unknown_key(held: str, line: str, args: list[str]) -> str | None:
     found = re.search(r"Could not override '([^']+)'.*is not in struct", held, re.S)
     if not found:
@@ -146,6 +164,12 @@ def _unknown_key(held: str, line: str, args: list[str]) -> str | None:
     if meant:
         return (
             f"{shown}: unknown key; did you mean {parent + '.' if parent else ''}{meant}={value}?"
+        )
+    deeper = _nested_paths(node, leaf)
+    if deeper:  # `trainer.lr=0.1` where the key is trainer.optimizer.lr
+        prefix = parent + "." if parent else ""
+        return f"{shown}: unknown key; did you mean {prefix}{deeper[0]}={value}?" + (
+            f" (or {', '.join(prefix + p for p in deeper[1:])})" if len(deeper) > 1 else ""
         )
     choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{parent}") if parent in groups else None
     if choice is not None:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from regx.config import register_resolvers
 from regx.engine.signals import interrupt_exit, leave_now
-from regx.errors import RunInterrupted, UserError
+from regx.errors import DataError, RunInterrupted, UserError
 
 # Here, not in `run_hydra`: a joblib worker imports this module to unpickle `task`, and
 # resolves the job's hydra.sweep.dir (which uses regx's resolvers) before calling it.
@@ -120,6 +120,7 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         if debug_mode():
             raise
         error = e if isinstance(e, UserError) else UserError(_os_error_message(e, guard, run_dir))
+        error = _with_env_hint(cfg, error)
         _leave_run_dir(cfg, guard, error, multirun)
         print(f"error: {error}", file=sys.stderr, flush=True)
         # a signal stops the whole sweep; any other failure only this job
@@ -176,6 +177,19 @@ def _train(cfg: DictConfig, guard: Any, multirun: bool, overrides: list[str]) ->
     figures = FigureWorker.start() if is_main_process() else None
     with figures or nullcontext():
         return train(spec, run_dir, figures), False
+
+
+def _with_env_hint(cfg: DictConfig, error: UserError) -> UserError:
+    """A data error whose folder came from an unset environment variable's fallback (the
+    `${oc.env:REGX_CIFAR10,…}` of scale=cifar) also names the variable to set."""
+    from regx.config.env_fallback import unset_env_fallback
+
+    name = unset_env_fallback(cfg, "dataset.root") if isinstance(error, DataError) else None
+    if name is None:
+        return error
+    return DataError(
+        f"{error}; {name} is not set, so dataset.root took its fallback: set {name}=DIR"
+    )
 
 
 def _os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:

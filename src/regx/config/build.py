@@ -227,6 +227,25 @@ def check_added_keys(cfg: DictConfig, overrides: list[str]) -> None:
             raise ConfigError(key, value, f"unknown top-level key (nothing reads it){hint}")
 
 
+def check_single_options(cfg: DictConfig, overrides: list[str]) -> None:
+    """`+aug=[mixup,cutmix]` makes Hydra merge both options into one node, which then fails
+    as one option with the other's keys. A group whose node is one component (a
+    `_target_`) takes one option; `logger`, a mapping of trackers, takes a list."""
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        group, value = key.partition("@")[0], value.strip()
+        node = cfg.get(group) if "." not in group and "/" not in group else None
+        one = isinstance(node, DictConfig) and "_target_" in node
+        if one and value.startswith("[") and value.endswith("]"):
+            plus = "+" if override.startswith("+") else ""
+            raise ConfigError(
+                group,
+                value,
+                f"takes one option; a list merges them all into one {group} node. To compare "
+                f"them, sweep: regx train -m {plus}{group}={value[1:-1].replace(' ', '')}",
+            )
+
+
 def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate config group `group` (its node) with one-line errors."""
     target = _target(group, node)
@@ -272,6 +291,7 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None) -> RunSpec:
     """Validate everything cheap to validate, and build the run's components."""
     from regx.metrics.between import BetweenSettings
 
+    check_single_options(cfg, overrides or [])
     check_interpolations(cfg)
     check_missing(cfg)
     validate_top_level(cfg)

@@ -121,3 +121,17 @@ def test_timm_soft_target_loss_equals_regx_mixed_loss() -> None:
     expected = -(lam * logp[torch.arange(8), y] + (1 - lam) * logp[torch.arange(8), y[partners]])
     assert regx_loss.item() == pytest.approx(expected.mean().item(), rel=1e-6)
     assert timm_loss.item() == pytest.approx(expected.mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("start", "order"), [(0, "ABBAAB"), (1, "BAABBA")])
+def test_interleaved_alternates_single_calls_and_sums_each_contenders_time(
+    start: int, order: str
+) -> None:
+    from benchlib.timing import interleaved
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "AB"}
+    totals = interleaved(fns, 3, torch.device("cpu"), start=start)
+    assert "".join(calls) == order
+    assert set(totals) == {"A", "B"}
+    assert all(wall >= 0 and cpu >= 0 for wall, cpu in totals.values())

@@ -69,7 +69,7 @@ def bench_epoch(
         samples = {name: Samples() for name in runs}
 
         def one_round(r: int) -> None:
-            for name, wall_cpu in interleaved(runs, k, trainer.device).items():
+            for name, wall_cpu in interleaved(runs, k, trainer.device, start=r).items():
                 if r > 0:
                     samples[name].add(wall_cpu, k)
 

@@ -98,7 +98,7 @@ def interleave(fns: Steps, repeats: int, count: int, device: torch.device) -> di
     call, after one untimed warm-up repeat."""
     samples = {name: Samples() for name in fns}
     for r in range(repeats + 1):
-        for name, wall_cpu in interleaved(fns, count, device).items():
+        for name, wall_cpu in interleaved(fns, count, device, start=r).items():
             if r > 0:
                 samples[name].add(wall_cpu, count)
     return samples

@@ -40,17 +40,18 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]
 
 
 def interleaved(
-    fns: dict[str, Callable[[], object]], calls: int, device: torch.device
+    fns: dict[str, Callable[[], object]], calls: int, device: torch.device, start: int = 0
 ) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds of `calls` calls of each function, summed per function.
 
-    The calls alternate one at a time in the order A B, B A, A B, …: on a shared machine
-    whose speed drifts (other tenants, clock changes), a block of one contender's calls
-    after the other's would time the drift; alternating single calls both see it alike.
+    The calls alternate one at a time in the order A B, B A, A B, … (from B A when `start`
+    is odd; a caller making one call per repeat passes the repeat's index): on a shared
+    machine whose speed drifts (other tenants, clock changes), a block of one contender's
+    calls after the other's would time the drift; alternating single calls both see it alike.
     """
     names = list(fns)
     totals = {name: [0.0, 0.0] for name in names}
-    for i in range(calls):
+    for i in range(start, start + calls):
         for name in names if i % 2 == 0 else reversed(names):
             wall, cpu = timed(fns[name], device)
             totals[name][0] += wall

@@ -442,3 +442,30 @@ def test_cuda_runtime_switches_and_device_batches(cuda_env):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True", "cuda", "cuda", "True", "torch.bfloat16"]
+
+
+@pytest.mark.parametrize(("setting", "nhwc"), [(None, True), (False, False), (True, True)])
+def test_a_cpu_run_is_channels_last_unless_told_otherwise(
+    tmp_path: Path, setting: bool | None, nhwc: bool
+) -> None:
+    """`trainer.channels_last: null` is on for a CPU: the model's convolutions and the
+    normalized batches are NHWC; `false` keeps NCHW. The layout changes only the kernels'
+    summation order: the same weights give the same scores to float rounding."""
+    from regx.engine.device import use_channels_last
+
+    value = "null" if setting is None else str(setting).lower()
+    trainer = _trainer(tmp_path, [*SYNTH32, f"trainer.channels_last={value}"])
+    assert use_channels_last(setting, torch.device("cpu")) is nhwc
+    assert use_channels_last(setting, torch.device("cuda")) is bool(setting)
+    convs = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    assert convs and all(w.is_contiguous(memory_format=layout) for w in convs)
+    xb, _, _ = next(iter(trainer.batches.epoch(0)))
+    x = trainer.normalize(xb)
+    assert x.is_contiguous(memory_format=layout)
+    nchw = _trainer(tmp_path / "nchw", [*SYNTH32, "trainer.channels_last=false"])
+    trainer.model.eval()
+    nchw.model.eval()
+    with torch.no_grad():
+        scores, expected = trainer.model(x), nchw.model(nchw.normalize(xb))
+    torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from regx.data.augment import crop_flip
+from regx.engine.device import use_channels_last
 from regx.engine.settings import OptimizerSettings
 from regx.engine.trainer import Trainer
 
@@ -58,7 +59,8 @@ class LoopInputs:
             steps=len(trainer.prep.train_y) // s.batch_size or 1,
             epochs=s.epochs,
             optimizer=s.optimizer,
-            channels_last=s.channels_last,
+            # the memory format regx chose (a CPU: channels_last), so only the loop differs
+            channels_last=use_channels_last(s.channels_last, dev),
             bf16=s.precision == "bf16",
             device=dev,
         )

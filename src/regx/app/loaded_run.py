@@ -83,7 +83,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     from regx.config import register_resolvers
     from regx.config.build import build_spec
     from regx.data.augment import Normalize
-    from regx.engine.device import resolve_device
+    from regx.engine.device import resolve_device, use_channels_last
     from regx.engine.evaluate import best_weights
     from regx.engine.setup import build_model_for
 
@@ -110,7 +110,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
         run_dir=run_dir,
         config=spec.config,
         model=model,
-        normalize=Normalize(tuple(ds["mean"]), tuple(ds["std"]), dev, s.channels_last),
+        normalize=Normalize(
+            tuple(ds["mean"]), tuple(ds["std"]), dev, use_channels_last(s.channels_last, dev)
+        ),
         device=dev,
         classes=list(ds["classes"]),
         checkpoint=weights.source,

@@ -119,6 +119,14 @@ def configure_runtime(
     return deterministic
 
 
+def use_channels_last(setting: bool | None, device: torch.device) -> bool:
+    """Whether the model and its inputs run channels_last (NHWC). `None` means on for a
+    CPU, whose oneDNN convolutions and pooling run NHWC faster (epochs 1.2–1.4× faster for
+    the conv nets here, max-pooling of a small NCHW map ~10× slower than NHWC), and off
+    for CUDA, where `trainer=fast` turns it on with bf16."""
+    return device.type == "cpu" if setting is None else setting
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context for `precision` ("32": none)."""
     if precision == "32":

@@ -15,7 +15,7 @@ from regx.data.augment import Normalize
 from regx.data.types import ImageData
 from regx.engine import outputs
 from regx.engine.checkpoint import load_checkpoint
-from regx.engine.device import configure_runtime, seed_everything
+from regx.engine.device import configure_runtime, seed_everything, use_channels_last
 from regx.engine.environment import device_name, versions
 from regx.engine.robustness import RobustnessRequest, robustness_sections
 from regx.engine.scoring import (
@@ -121,7 +121,8 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     test = prep.data if req.same_test_set else spec.dataset.load(seed=spec.seed)
     check_same_classes(list(prep.data.classes), list(test.classes))
     model = req.model
-    normalize = Normalize(prep.data.mean, prep.data.std, device, s.channels_last)
+    channels_last = use_channels_last(s.channels_last, device)
+    normalize = Normalize(prep.data.mean, prep.data.std, device, channels_last)
     ev = Evaluation(
         model=model,
         normalize=normalize,

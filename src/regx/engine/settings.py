@@ -36,7 +36,7 @@ class TrainerSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "32"  # 32 | bf16 | 16
     compile: bool = False
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: on for a CPU, off for CUDA (see engine.device)
     num_workers: int = 0  # DataLoader workers when the data stream from the host
     data_on_device: str = "auto"  # auto | always | never: keep the train set on the device
     deterministic: bool | None = None  # None: on for CPU, off for CUDA

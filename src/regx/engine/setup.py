@@ -9,6 +9,7 @@ import torch
 from regx.data.batches import DeviceBatches, HostBatches
 from regx.data.types import ImageData
 from regx.engine import distributed
+from regx.engine.device import use_channels_last
 from regx.engine.spec import RunSpec
 from regx.errors import ConfigError
 from regx.splits.base import Split
@@ -84,7 +85,7 @@ def build_model_for(
     if head is not None:
         model.head = head
     model.to(device)
-    if spec.trainer.channels_last:
+    if use_channels_last(spec.trainer.channels_last, device):
         model.to(memory_format=torch.channels_last)
     return model
 

@@ -21,7 +21,13 @@ from regx.data.augment import Normalize
 from regx.engine import distributed, outputs
 from regx.engine.best import BestTracker
 from regx.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
-from regx.engine.device import check_precision, configure_runtime, resolve_device, seed_everything
+from regx.engine.device import (
+    check_precision,
+    configure_runtime,
+    resolve_device,
+    seed_everything,
+    use_channels_last,
+)
 from regx.engine.divergence import check_losses, check_weights, kept_files
 from regx.engine.hooks import CompileTimer, RunHook, TrackNoise, TrackTest
 from regx.engine.idle_settings import warn_idle_settings
@@ -55,7 +61,8 @@ class Trainer:
         self.model = build_model(spec, self.prep.data, self.device)
         self.loss_fn = spec.loss.to(self.device)
         data = self.prep.data
-        self.normalize = Normalize(data.mean, data.std, self.device, self.s.channels_last)
+        channels_last = use_channels_last(self.s.channels_last, self.device)
+        self.normalize = Normalize(data.mean, data.std, self.device, channels_last)
         # data-dependent initialisation (e.g. AirNet's whitening first layer); a resumed run
         # overwrites it with the checkpoint's weights
         self.model.init_from_data(

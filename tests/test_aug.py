@@ -354,3 +354,25 @@ def test_resumed_mixup_run_mixes_as_uninterrupted(train_run, tmp_path: Path) -> 
     whole, resumed = _metrics(tmp_path / "whole"), _metrics(tmp_path / "resumed")
     keys = ("train_loss", "lam_mean", "val_loss")
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in whole]
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_mixed_batches_keep_the_memory_format_of_the_batch(layout: torch.memory_format) -> None:
+    """x[π] and the mixers' outputs are in x's layout (a channels_last model is fed
+    channels_last batches, not NCHW ones it would convert back), with x[π]'s values."""
+    from regx.aug.base import partner_images
+    from regx.aug.cutmix import CutMix
+    from regx.aug.samplepairing import SamplePairing
+
+    x, y = _batch(n=16)
+    x = x.contiguous(memory_format=layout)
+    pi = torch.randperm(16)
+    gathered = partner_images(x, pi)
+    assert torch.equal(gathered, x[pi]) and gathered.is_contiguous(memory_format=layout)
+    for mixer in (Mixup(), CutMix(mode="elem"), SamplePairing()):
+        torch.manual_seed(0)
+        mixed = mixer(x, y).inputs
+        assert mixed.is_contiguous(memory_format=layout), type(mixer).__name__
+        torch.manual_seed(0)
+        reference = mixer(x.contiguous(), y).inputs  # the same draws on an NCHW batch
+        torch.testing.assert_close(mixed, reference, atol=1e-6, rtol=0)

@@ -120,6 +120,20 @@ def mix_this_batch(prob: float) -> bool:
     return bool(torch.rand(()) < prob)
 
 
+def partner_images(x: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
+    """x[π] along the batch, in x's memory format. `index_select` returns an NCHW
+    (contiguous) result even for a channels_last x, and a mix of the two layouts would be
+    converted twice more (by the elementwise op, then by the model): a channels_last batch
+    is gathered as the contiguous (N, H, W, C) tensor it is in memory."""
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return x.permute(0, 2, 3, 1).index_select(0, partners).permute(0, 3, 1, 2)
+    return x.index_select(0, partners)
+
+
 def random_partners(n: int, device: torch.device) -> torch.Tensor:
     """π: a uniformly random permutation of range(n), drawn on `device`."""
     return torch.randperm(n, device=device)

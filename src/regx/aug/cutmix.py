@@ -34,6 +34,7 @@ from regx.aug.base import (
     box_mask,
     box_span,
     mix_this_batch,
+    partner_images,
     random_partners,
 )
 from regx.params import check_params
@@ -69,7 +70,7 @@ def paste_box_elem(
     top, bottom = box_span(cy, (h * cut).round().long(), h)
     left, right = box_span(cx, (w * cut).round().long(), w)
     inside = box_mask(top, bottom, left, right, h, w)  # (N, H, W)
-    mixed = torch.where(inside[:, None], x.index_select(0, partners), x)
+    mixed = torch.where(inside[:, None], partner_images(x, partners), x)
     area = ((bottom - top) * (right - left)).to(torch.float32)
     return mixed, 1.0 - area / (h * w)
 

@@ -30,6 +30,7 @@ from regx.aug.base import (
     OffEpoch,
     Probability,
     mix_this_batch,
+    partner_images,
     random_partners,
 )
 from regx.params import check_params
@@ -44,7 +45,7 @@ def mix_inputs(x: torch.Tensor, lam: float | torch.Tensor, partners: torch.Tenso
     to float rounding."""
     if isinstance(lam, torch.Tensor):
         lam = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-    return torch.lerp(x.index_select(0, partners), x, lam)
+    return torch.lerp(partner_images(x, partners), x, lam)
 
 
 class Mixup(Mixer):

@@ -30,7 +30,14 @@ from typing import Annotated, Any
 
 import torch
 
-from regx.aug.base import MixedBatch, Mixer, Probability, mix_this_batch, random_partners
+from regx.aug.base import (
+    MixedBatch,
+    Mixer,
+    Probability,
+    mix_this_batch,
+    partner_images,
+    random_partners,
+)
 from regx.params import Range, check_params
 
 log = logging.getLogger("regx")
@@ -107,7 +114,7 @@ class SamplePairing(Mixer):
         partners = random_partners(x.shape[0], x.device)
         # Scaling by 1/2 is exact in floating point, so this is (x + x[π]) / 2 bit for bit.
         return MixedBatch(
-            inputs=(x + x.index_select(0, partners)).mul_(0.5), lam=0.5, partner_index=partners
+            inputs=(x + partner_images(x, partners)).mul_(0.5), lam=0.5, partner_index=partners
         )
 
     def describe(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Both sides start every step from the same normalized batch (a fresh copy, since timm mixes
 in place) and a copy of the same model, with the same optimizer and per-step schedule
-(regx's builders, so only the mixup path differs):
+(regx's builders, so only the mixup path differs); the two copies change hands every
+repeat:
 
 - regx: `regx.aug.mixup.Mixup` (λ ~ Beta(α, α) per batch, π a random permutation), then
   the engine's own `TrainStep`: forward, λ·CE(ŷ, y) + (1 − λ)·CE(ŷ, y[π]) per sample,
@@ -32,6 +33,7 @@ from timm.loss import SoftTargetCrossEntropy
 from benchlib.cases import Case, build_trainer
 from benchlib.timing import Samples, interleaved
 from regx.engine.optim import build_optimizer, build_scheduler
+from regx.engine.step import TrainStep
 from regx.engine.trainer import Trainer
 
 VERSION = timm.__version__
@@ -47,15 +49,30 @@ class MixupResult:
 Steps = dict[str, Callable[[], None]]
 
 
-def step_functions(trainer: Trainer, alpha: float) -> tuple[Steps, Steps]:
-    """{regx, timm} one full training step each, and {regx, timm} mix + loss only."""
+def model_copies(trainer: Trainer, count: int) -> list[TrainStep]:
+    """`count` copies of the run's model, each with its own optimizer and schedule (regx's
+    builders), as regx's `TrainStep`s; timm's step uses a copy's model, optimizer and
+    schedule directly."""
+    s = trainer.s
+    copies = []
+    for _ in range(count):
+        model = copy.deepcopy(trainer.model).train()
+        opt = build_optimizer(model.parameters(), s.optimizer)
+        sched = build_scheduler(opt, s.scheduler, s.epochs, len(trainer.batches))
+        step = TrainStep(model, trainer.loss_fn, opt, sched, trainer.device, s.precision, None)
+        copies.append(step)
+    return copies
+
+
+def step_functions(trainer: Trainer, alpha: float) -> tuple[Callable[[int], Steps], Steps]:
+    """{regx, timm} one full training step each for repeat r, and {regx, timm} mix + loss
+    only. The two contenders train two copies of the model and swap them every repeat: a
+    model's own memory placement can make its steps ~0.5 % faster or slower, which would
+    otherwise count for one contender."""
     mixer = trainer.spec.mixer
     xb, yb, _ = next(iter(trainer.batches.epoch(0)))
     x = trainer.normalize(xb)
-    model = copy.deepcopy(trainer.model)
-    s = trainer.s
-    opt = build_optimizer(model.parameters(), s.optimizer)
-    sched = build_scheduler(opt, s.scheduler, s.epochs, len(trainer.batches))
+    copies = model_copies(trainer, 2)
     timm_mix = TimmMixup(
         mixup_alpha=alpha,
         cutmix_alpha=0.0,
@@ -64,17 +81,26 @@ def step_functions(trainer: Trainer, alpha: float) -> tuple[Steps, Steps]:
     )
     soft_ce = SoftTargetCrossEntropy()
 
-    def regx_step() -> None:
-        mixed = mixer(x.clone(), yb)
-        trainer.train_step(mixed.inputs, yb, mixed, None)
+    def regx_step(step: TrainStep) -> Callable[[], None]:
+        def run() -> None:
+            mixed = mixer(x.clone(), yb)
+            step(mixed.inputs, yb, mixed, None)
 
-    def timm_step() -> None:
-        xs, soft = timm_mix(x.clone(), yb)
-        loss = soft_ce(model(xs), soft)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        return run
+
+    def timm_step(step: TrainStep) -> Callable[[], None]:
+        def run() -> None:
+            xs, soft = timm_mix(x.clone(), yb)
+            loss = soft_ce(step.model(xs), soft)
+            step.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            step.optimizer.step()
+            step.scheduler.step()
+
+        return run
+
+    def steps_for(r: int) -> Steps:
+        return {"regx": regx_step(copies[r % 2]), "timm": timm_step(copies[1 - r % 2])}
 
     with torch.no_grad():
         logits = trainer.model(x)
@@ -89,18 +115,19 @@ def step_functions(trainer: Trainer, alpha: float) -> tuple[Steps, Steps]:
         _, soft = timm_mix(x.clone(), yb)
         soft_ce(out, soft).backward()
 
-    steps = {"regx": regx_step, "timm": timm_step}
-    return steps, {"regx": regx_mix_loss, "timm": timm_mix_loss}
+    return steps_for, {"regx": regx_mix_loss, "timm": timm_mix_loss}
 
 
-def interleave(fns: Steps, repeats: int, count: int, device: torch.device) -> dict[str, Samples]:
+def interleave(
+    fns_for: Callable[[int], Steps], repeats: int, count: int, device: torch.device
+) -> dict[str, Samples]:
     """Seconds per call of each function: `count` calls each per repeat, alternating call by
-    call, after one untimed warm-up repeat."""
-    samples = {name: Samples() for name in fns}
+    call, after one untimed warm-up repeat; repeat r times `fns_for(r)`."""
+    samples: dict[str, Samples] = {}
     for r in range(repeats + 1):
-        for name, wall_cpu in interleaved(fns, count, device, start=r).items():
+        for name, wall_cpu in interleaved(fns_for(r), count, device, start=r).items():
             if r > 0:
-                samples[name].add(wall_cpu, count)
+                samples.setdefault(name, Samples()).add(wall_cpu, count)
     return samples
 
 
@@ -108,11 +135,10 @@ def bench_mixup(case: Case, alpha: float, repeats: int, threads: int) -> MixupRe
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [*case.overrides, "+aug=mixup", "aug.lam=beta", f"aug.alpha={alpha}"]
         trainer = build_trainer(overrides, Path(tmp), threads)
-        trainer.train_step.model.train()
         count = case.epochs_per_repeat * len(trainer.batches)  # an epoch's steps per repeat
-        steps, mix_loss = step_functions(trainer, alpha)
+        steps_for, mix_loss = step_functions(trainer, alpha)
         return MixupResult(
             steps_per_repeat=count,
-            step=interleave(steps, repeats, count, trainer.device),
-            mix_loss=interleave(mix_loss, repeats, 4 * count, trainer.device),
+            step=interleave(steps_for, repeats, count, trainer.device),
+            mix_loss=interleave(lambda r: mix_loss, repeats, 4 * count, trainer.device),
         )

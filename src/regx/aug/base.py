@@ -153,7 +153,7 @@ class BetaSampler:
     def sample(self, n: int | None, device: torch.device) -> float | torch.Tensor:
         if n is None:
             return torch._sample_dirichlet(self._on(torch.device("cpu"))).tolist()[0]
-        return torch._sample_dirichlet(self._on(device).expand(n, 2))[:, 0]
+        return torch._sample_dirichlet(self._on(device).expand(n, 2))[:, 0].contiguous()
 
     def _on(self, device: torch.device) -> torch.Tensor:
         concentration = self._concentration.get(device)

@@ -266,3 +266,32 @@ def test_leave_now_flushes_what_was_printed_and_exits_with_the_code() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (143, "printed before leaving\n", "")
+
+
+def test_a_signal_that_broke_the_composition_ends_as_an_interrupt(
+    capsys: pytest.CaptureFixture[str], handlers_restored: None
+) -> None:
+    """Ctrl-C landing inside OmegaConf while Hydra composes can surface as an error of
+    OmegaConf's own ("ConfigKeyError: 'NoneType' object has no attribute …"): with a signal
+    remembered, that failure ends as the interrupt, one line and 130, and Hydra's held text
+    is not shown; without one, the held error is condensed as before."""
+    import io
+
+    from regx.app.hydra_task import StderrGate, _exit_code
+
+    def gate_holding(text: str) -> StderrGate:
+        gate = StderrGate(io.StringIO())
+        gate.write(text)
+        return gate
+
+    held = "Error merging override x\nConfigKeyError: 'NoneType' object has no attribute '_f'\n"
+    handler = InterruptOutsideTraining().install()
+    assert _exit_code(1, gate_holding(held), ["x=1"]) == 2  # no signal: Hydra's error
+    assert "ConfigKeyError" in capsys.readouterr().err
+    handler.signum = signal.SIGINT
+    assert _exit_code(1, gate_holding(held), ["x=1"]) == 130
+    err = capsys.readouterr().err
+    assert err == "error: interrupted (SIGINT); files already written are kept\n"
+    assert _exit_code(0, gate_holding(""), []) == 0  # a command that succeeded stays so
+    assert _exit_code(130, gate_holding(""), []) == 130  # already the interrupt's own line
+    assert capsys.readouterr().err == ""

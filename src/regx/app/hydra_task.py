@@ -27,8 +27,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from regx.config import register_resolvers
-from regx.engine.signals import interrupt_exit, leave_now
-from regx.errors import DataError, RunInterrupted, UserError
+from regx.engine.signals import interrupt_exit, leave_now, signal_received
+from regx.errors import DataError, Interrupted, RunInterrupted, UserError
 
 # Here, not in `run_hydra`: a joblib worker imports this module to unpickle `task`, and
 # resolves the job's hydra.sweep.dir (which uses regx's resolvers) before calling it.
@@ -285,6 +285,13 @@ def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:
     if not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
+    signum = signal_received()
+    if code and signum is not None and code != 128 + signum:
+        # the signal landed inside a library (composing the config), which then failed with
+        # an error of its own: what the user did is interrupt, and that is the one line
+        code, line = interrupt_exit(Interrupted(signum))
+        print(line, file=sys.stderr)
+        return code
     held = gate.buffer_text.getvalue()
     if not gate.open and held.strip():
         if code:

@@ -127,6 +127,12 @@ class InterruptOutsideTraining:
             sys.unraisablehook = self._unraisablehook
 
 
+def signal_received() -> int | None:
+    """The signal the command's outside-training handler has remembered, if any."""
+    handler = signal.getsignal(signal.SIGINT)
+    return handler.signum if isinstance(handler, InterruptOutsideTraining) else None
+
+
 def inside_import(frame: FrameType | None) -> bool:
     """Whether `frame` runs inside an `import` (the import machinery is on its stack)."""
     while frame is not None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchlib.timing import fmt, timed, verdict
+from benchlib.timing import fmt, interleaved, verdict
 from regx.data.augment import crop_flip
 
 
@@ -64,9 +64,7 @@ def bench_data(n: int, batch_size: int, repeats: int, device: torch.device) -> d
     times: dict[str, list[float]] = {k: [] for k in contenders}
     cpu_times: dict[str, list[float]] = {k: [] for k in contenders}
     for r in range(repeats):
-        order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
-        for k in order:
-            wall, cpu = timed(contenders[k], device)
+        for k, (wall, cpu) in interleaved(contenders, 1, device, start=r).items():
             times[k].append(wall)
             cpu_times[k].append(cpu)
     out = {"times": times, "cpu": cpu_times}

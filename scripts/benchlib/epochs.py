@@ -34,19 +34,18 @@ class EpochResult:
     contenders: dict[str, Samples]  # by display name, e.g. "hand loop", "Lightning 2.6.6"
 
 
-def regx_epochs(trainer: Trainer, count: int) -> Callable[[], None]:
-    """A function that trains `count` more regx epochs each call."""
+def regx_epoch(trainer: Trainer) -> Callable[[], None]:
+    """A function that trains one more regx epoch each call."""
     progress = EpochProgress(len(trainer.batches), trainer.s.epochs, enabled=False)
     done = 0
 
     def run() -> None:
         nonlocal done
-        for _ in range(count):
-            epoch = done % trainer.s.epochs
-            trainer._start_epoch(epoch, progress)
-            trainer.train_epoch(epoch, progress)
-            check_weights(trainer.model, epoch, trainer.s.precision, "", trainer.last_loss)
-            done += 1
+        epoch = done % trainer.s.epochs
+        trainer._start_epoch(epoch, progress)
+        trainer.train_epoch(epoch, progress)
+        check_weights(trainer.model, epoch, trainer.s.precision, "", trainer.last_loss)
+        done += 1
 
     return run
 
@@ -61,7 +60,7 @@ def bench_epoch(
     k = case.epochs_per_repeat
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(case.overrides, Path(tmp), threads)
-        runs: dict[str, Callable[[], object]] = {"regx": regx_epochs(trainer, 1)}
+        runs: dict[str, Callable[[], object]] = {"regx": regx_epoch(trainer)}
         if hand:
             runs[HAND] = HandWrittenLoop(LoopInputs.from_trainer(trainer)).epoch
         # Lightning's copy of the model is taken now, before anyone trains

@@ -24,7 +24,6 @@ start = final_off = ⌊E/10⌋; on/off = 8/2 for E ≥ 100 (the paper's) and 4/1
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
@@ -39,8 +38,6 @@ from regx.aug.base import (
     random_partners,
 )
 from regx.params import Range, check_params
-
-log = logging.getLogger("regx")
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ EXPECTED_ROLES = {
     "trainer.optimizer.nesterov": "experiment",
     "trainer.optimizer.weight_decay": "experiment",
     "trainer.precision": "experiment",
+    "trainer.reuse_host_memory": "execution",
     "trainer.progress": "execution",
     "trainer.resume": "execution",
     "trainer.scheduler.gamma": "experiment",

@@ -327,6 +327,7 @@ def test_cifar10_speed_preset_runs_on_cpu_on_a_tiny_image_folder(tmp_path, train
             "trainer.batch_size=30",
             "trainer.precision=32",  # bf16 on a CPU without native support is only slow
             "trainer.checkpoint=false",
+            "between.pairs=50",  # 1000 pairs × 3 λ of AirNet's input gradient: ~20 s on a CPU
         ]
     )
     assert summary["status"] == "finished"

@@ -42,6 +42,7 @@ KEY_ROLES: dict[str, Role] = {
     "track_test": "execution",
     "trainer.progress": "execution",
     "trainer.threads": "execution",
+    "trainer.reuse_host_memory": "execution",
     "trainer.num_workers": "execution",
     "trainer.device": "execution",
     "trainer.data_on_device": "execution",

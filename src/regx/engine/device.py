@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import torch
 
+from regx.engine.host_memory import keep_freed_memory
 from regx.errors import ConfigError
 
 log = logging.getLogger("regx")
@@ -90,8 +91,10 @@ def configure_runtime(
     deterministic: bool | None,
     threads: int | None,
     compiling: bool = False,
+    reuse_host_memory: bool = True,
 ) -> bool:
-    """Threads, determinism and CUDA kernel selection; returns whether determinism is on.
+    """Threads, determinism, CUDA kernel selection and host memory reuse
+    (`regx.engine.host_memory`); returns whether determinism is on.
 
     `deterministic=None` means on for CPU (free there) and off for CUDA, where it would
     forbid cudnn.benchmark's autotuned convolutions.
@@ -104,6 +107,8 @@ def configure_runtime(
             threads, cores, cores,
         )  # fmt: skip
     torch.set_num_threads(threads or default_threads())
+    if reuse_host_memory:
+        keep_freed_memory()
     if deterministic is None:
         deterministic = device.type == "cpu"
     if deterministic:

@@ -114,7 +114,7 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec, s = req.spec, req.spec.trainer
     device = next(req.model.parameters()).device
-    configure_runtime(device, s.deterministic, s.threads)
+    configure_runtime(device, s.deterministic, s.threads, reuse_host_memory=s.reuse_host_memory)
     seed_everything(spec.seed)
     prep = prepare_data(req.trained, device)
     check_same_validation(req.run_dir, prep.val_y)

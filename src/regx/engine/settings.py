@@ -41,6 +41,7 @@ class TrainerSettings:
     data_on_device: str = "auto"  # auto | always | never: keep the train set on the device
     deterministic: bool | None = None  # None: on for CPU, off for CUDA
     threads: int | None = None  # torch CPU threads; None: all cores (1 per job under joblib)
+    reuse_host_memory: bool = True  # keep freed host memory for the next step (engine.host_memory)
     monitor: str = "val_acc"  # val_acc | val_loss | val_ece: picks best.pt
     early_stop: int | None = None  # stop after this many epochs without improvement
     checkpoint: bool = True

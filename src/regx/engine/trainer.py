@@ -109,7 +109,11 @@ class Trainer:
                 "torch emulates it, so the run is usually slower than trainer.precision=32"
             )
         self.deterministic = configure_runtime(
-            self.device, self.s.deterministic, self.s.threads, compiling=self.s.compile
+            self.device,
+            self.s.deterministic,
+            self.s.threads,
+            compiling=self.s.compile,
+            reuse_host_memory=self.s.reuse_host_memory,
         )
         seed_everything(self.spec.seed)
 

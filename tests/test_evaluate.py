@@ -101,6 +101,8 @@ def test_a_validation_split_that_came_out_differently_is_refused(run, tmp_path):
         ("model=cnn", "model=cnn: replaces a whole config group"),
         ("trainer.epoch=3", "Could not override 'trainer.epoch'"),
         ("trainer.epochs=[1", "bad override"),
+        ("+hydra.run.dir=/tmp/x", "hydra.run.dir=/tmp/x: evaluate is not a Hydra run"),
+        ("hydra.job.chdir=true", "hydra.job.chdir=True: evaluate is not a Hydra run"),
     ],
 )
 def test_refused_overrides_say_why(run, override, message):
@@ -129,6 +131,11 @@ def test_cli_evaluate(cli, run, tmp_path):
         (run_dir / "eval" / report.split("/eval/")[1].split("/")[0] / "summary.json").read_text()
     )
     assert summary["val"] == trained["val"]
+    out = tmp_path / "out"
+    result = cli("evaluate", str(run_dir), "--out", str(out), "trainer.threads=1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"report: {out / 'report.md'}"
+    assert (out / "report.md").is_file()
     result = cli("evaluate", str(tmp_path / "nowhere"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
@@ -174,3 +181,20 @@ def test_evaluating_an_unfinished_run_says_so(run, tmp_path, capsys):
     ]
     evaluate(run_dir, [])
     assert "warning" not in capsys.readouterr().err
+
+
+def test_out_writes_the_report_into_a_new_folder_and_never_into_one_with_files(run, tmp_path):
+    run_dir, trained = run
+    out = tmp_path / "elsewhere" / "eval"
+    folder, summary = evaluate(run_dir, ["trainer.threads=1"], out_dir=out)
+    assert folder == out and summary["test"]["acc"] == trained["test"]["acc"]
+    assert {"report.md", "summary.json", "config.yaml"} <= {p.name for p in out.iterdir()}
+    written = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match=re.escape(f"--out={out}: already holds files")):
+        evaluate(run_dir, [], out_dir=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == written
+    with pytest.raises(UserError, match=re.escape("is a file")):
+        evaluate(run_dir, [], out_dir=out / "report.md")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert evaluate(run_dir, ["trainer.threads=1"], out_dir=empty)[0] == empty

@@ -215,6 +215,9 @@ def evaluate(
     retrieval: Path | None = typer.Option(
         None, help="Retrieval on a folder DIR/<class>/<image> of any classes, with the run's model."
     ),
+    out: Path | None = typer.Option(
+        None, "--out", help="A new or empty folder for the report (default: RUN_DIR/eval/…)."
+    ),
 ) -> None:
     """Re-evaluate a run's best checkpoint and write a fresh report in RUN_DIR/eval/….
 
@@ -233,7 +236,7 @@ def evaluate(
             check_run_files(run_dir)
             extra = RobustnessRequest(corruptions, severities, attack, eps, steps, retrieval)
             args = [*(overrides or []), *ctx.args]
-            out, summary = evaluate_run(run_dir, args, robustness=extra)
+            out, summary = evaluate_run(run_dir, args, out_dir=out, robustness=extra)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None

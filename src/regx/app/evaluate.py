@@ -31,6 +31,14 @@ TRAINING_DATA_PREFIXES = ("seed", "split", "dataset")
 
 def _check_override(override: Any) -> None:
     key = str(override.key_or_group)
+    if key.split(".")[0] == "hydra":
+        # evaluate runs no Hydra job: a hydra.* key would be accepted and then do nothing
+        raise ConfigError(
+            key,
+            override.value(),
+            "evaluate is not a Hydra run; it writes into RUN_DIR/eval/<time>-<overrides>/, "
+            "or into a new folder given with --out DIR",
+        )
     fixed = key.split(".")[0] in TRAINING_DATA_PREFIXES and role_of(key) in (
         "experiment",
         "replicate",
@@ -89,6 +97,19 @@ def _slug(overrides: list[str], limit: int = 60) -> str:
     return "_".join(parts) or "as-trained"
 
 
+def check_out_dir(out: Path) -> None:
+    """`--out DIR`: a folder evaluate creates, or an empty one (nothing in it is replaced)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", out, "is a file; pass a new or empty folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(
+            "--out",
+            out,
+            "already holds files, and evaluate replaces none: pass a new or empty folder, "
+            "or leave out --out for RUN_DIR/eval/<time>-<overrides>/",
+        )
+
+
 def eval_dir_for(run_dir: Path, overrides: list[str]) -> Path:
     base = run_dir / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(overrides)}"
     out, n = base, 1
@@ -113,6 +134,8 @@ def evaluate(
     """Score the run's best weights under its config + `overrides` (and the corruption,
     attack and gallery sweeps `robustness` asks for); returns (folder, summary)."""
     run_dir = Path(run_dir)
+    if out_dir is not None:
+        check_out_dir(out_dir)
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():
         raise UserError(

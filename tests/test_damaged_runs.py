@@ -6,6 +6,7 @@ case: the exit code, exactly one `error:` line, no traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -200,6 +201,33 @@ def test_report_lists_a_damaged_run_and_reports_the_rest(
     assert "1 found, 1 finished" in text and "1 unreadable" in text
     assert f"- unreadable: `{bad}`: {why}" in text
     assert tree(root) == before
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [("test.acc", "abc", '"abc"'), ("between.linearity_gap.0.5", [0.1], "[0.1]"),
+     ("val.acc", True, "true")],
+)  # fmt: skip
+def test_report_lists_a_finished_run_with_a_non_number_metric_as_unreadable(
+    finished: Path, tmp_path: Path, key: str, value: object, shown: str
+) -> None:
+    """Counted as finished, the run would enter its group's n but not its mean."""
+    root = tmp_path / "runs"
+    copy_run(finished, root / "good")
+    bad = copy_run(finished, root / "bad")
+    summary = json.loads((bad / "summary.json").read_text())
+    *parents, last = key.split(".", 2) if key.startswith("between") else key.split(".")
+    node = summary
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    (bad / "summary.json").write_text(json.dumps(summary))
+    code, out, err = cli("report", str(root), "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    why = f"summary.json: {key} is {shown}, not a number"
+    assert f"unreadable: {bad}: {why}" in out
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "1 found, 1 finished" in text and "1 unreadable" in text
 
 
 def test_report_of_only_damaged_runs_is_one_line(finished: Path, tmp_path: Path) -> None:

@@ -178,6 +178,22 @@ def read_run(run_dir: Path) -> RunRecord:
         return RunRecord(run_dir, "unreadable", str(e), {}, {}, [], {}, _epochs_logged(run_dir))
 
 
+def with_numbers(run: RunRecord, keys: Iterable[str]) -> RunRecord:
+    """`run`, or, for a finished run whose summary holds a non-number at one of `keys` (a
+    hand-edited or foreign summary.json), the same run as `unreadable`: counted as finished
+    it would enter a group's n without entering its mean."""
+    if not run.finished:
+        return run
+    for key in keys:
+        value = run.value(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            why = f"summary.json: {key} is {shown}, not a number"
+            return RunRecord(run.path, "unreadable", why, {}, {}, [], {}, run.epochs_logged)
+    return run
+
+
 def read_runs(run_dirs: list[Path]) -> list[RunRecord]:
     """`read_run` of each folder, under a progress bar from `PROGRESS_FROM_RUNS` runs on."""
     if len(run_dirs) < PROGRESS_FROM_RUNS:

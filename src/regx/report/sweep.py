@@ -32,7 +32,7 @@ from regx.errors import UserError
 from regx.report.between import SWEEP_COLUMNS as BETWEEN_COLUMNS
 from regx.report.format import Column
 from regx.report.grouping import Group, filter_runs, group_runs, show_value, sort_groups
-from regx.report.runs import RunRecord, find_run_dirs, flatten, read_runs
+from regx.report.runs import RunRecord, find_run_dirs, flatten, read_runs, with_numbers
 from regx.report.sweep_plot import plot_compare
 
 TABLE_COLUMNS = (
@@ -49,6 +49,13 @@ OPTIONAL_COLUMNS = (
     Column("noise.memorized", "memorized (%)", 100, 2),
     Column("track_test.epoch_gap", "best-test − picked epoch", 1, 1),
     *(Column(*c) for c in BETWEEN_COLUMNS),
+)
+
+
+# What the columns read from each summary: a finished run must hold numbers (or nothing) there.
+METRIC_KEYS = (
+    *(c.key for c in (*TABLE_COLUMNS, *OPTIONAL_COLUMNS) if c.key != "val_test_gap"),
+    "val.acc",  # val_test_gap = val.acc − test.acc
 )
 
 
@@ -322,7 +329,7 @@ def sweep_report(
     `html`: also report.html, the same report as one self-contained page linked to the
     runs' own pages (regx.report.html_sweep)."""
     paths = [Path(p) for p in paths]
-    records = read_runs(find_run_dirs(paths))
+    records = [with_numbers(r, METRIC_KEYS) for r in read_runs(find_run_dirs(paths))]
     # a damaged run folder is listed with why, never stops the report of the others
     unreadable = [r for r in records if r.status == "unreadable"]
     runs = [r for r in records if r.status != "unreadable"]

@@ -198,3 +198,41 @@ def test_out_writes_the_report_into_a_new_folder_and_never_into_one_with_files(r
     empty = tmp_path / "empty"
     empty.mkdir()
     assert evaluate(run_dir, ["trainer.threads=1"], out_dir=empty)[0] == empty
+
+
+def test_a_run_whose_data_moved_is_evaluated_from_the_new_dataset_root(tmp_path):
+    """The validation set is recomputed from the run as trained: a dataset.root override
+    (where the data lives, not which images) applies to it too, and the scores match."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import FAST, compose_config, train_in_process
+    from regx.errors import DataError
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 8)):
+        for c in range(2):
+            folder = tmp_path / "images" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 120, (8, 8, 3)) + 120 * c
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    overrides = [
+        "dataset=imagefolder",
+        f"dataset.root={tmp_path / 'images'}",
+        f"dataset.cache_dir={tmp_path / 'cache'}",
+        "model=mlp",
+        "trainer=smoke",
+    ]
+    run_dir = tmp_path / "run"
+    trained = train_in_process(overrides, run_dir)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(compose_config([*FAST, *overrides]), run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+    (tmp_path / "images").rename(tmp_path / "moved")
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'images' / 'train'} does not")):
+        evaluate(run_dir, [])
+    _, summary = evaluate(run_dir, [f"dataset.root={tmp_path / 'moved'}"])
+    assert summary["val"] == trained["val"]
+    assert summary["test"]["acc"] == pytest.approx(trained["test"]["acc"], abs=1e-12)

@@ -86,6 +86,20 @@ def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
     return cfg
 
 
+def where_and_how(overrides: list[str]) -> list[str]:
+    """The overrides that say where the data lives and how to run (roles io and execution):
+    they apply to the run as trained too, so the validation set is read from a dataset.root
+    the data has moved to."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [
+        text
+        for text, o in zip(overrides, parsed)
+        if role_of(str(o.key_or_group)) in ("io", "execution")
+    ]
+
+
 def _slug(overrides: list[str], limit: int = 60) -> str:
     """A folder-name form of the overrides: whole overrides only, at most `limit` characters."""
     parts: list[str] = []
@@ -157,7 +171,8 @@ def evaluate(
     base.logger = None  # trackers belong to training; evaluate writes files only
     cfg = apply_overrides(base, overrides)
     run_overrides = _run_overrides(run_dir)
-    trained = build_spec(base, run_overrides)
+    relocated = where_and_how(overrides)
+    trained = build_spec(apply_overrides(base, relocated), [*run_overrides, *relocated])
     spec = build_spec(cfg, [*run_overrides, *overrides])
     run = load_run(run_dir, device=spec.trainer.device)
     status = (summary_of(run_dir) or {}).get("status", "unknown")

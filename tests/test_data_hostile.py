@@ -170,10 +170,21 @@ def test_one_class_gallery_listing_is_refused_and_two_are_listed(tmp_path):
     assert {name: len(files) for name, files in listed.items()} == {"a": 3, "b": 2}
 
 
-def test_test_split_with_one_class_is_still_accepted(tmp_path):
+def test_test_split_with_one_class_is_accepted_with_a_warning(tmp_path, caplog):
     root = folder_tree(tmp_path / "r", {"a": (3, 2), "b": (3, 0)})
-    data = ImageFolder(root=str(root)).load()
+    with caplog.at_level(logging.WARNING, logger="regx"):
+        data = ImageFolder(root=str(root)).load()
     assert data.test_y.tolist() == [0, 0] and data.classes == ["a", "b"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        f"{root}: test/ has no folder for 1 of the 2 classes of train/ (b): the test metrics "
+        "cover the other classes only"
+    ]
+    caplog.clear()
+    full = folder_tree(tmp_path / "full", {"a": (3, 2), "b": (3, 1)})
+    with caplog.at_level(logging.WARNING, logger="regx"):
+        ImageFolder(root=str(full)).load()
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 # -- 3. cache dir under a regular file ----------------------------------------------------

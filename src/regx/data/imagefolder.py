@@ -106,6 +106,14 @@ def list_image_folder(root: Path, holdout: int | list | None = None) -> Listing:
     test = list_class_folders(root / "test", min_classes=1)
     classes = sorted(set(train) | set(test))
     _check_test_only_classes(root, classes, sorted(set(test) - set(train)), holdout)
+    untested = sorted(set(train) - set(test))
+    if untested:
+        shown = ", ".join(untested[:5]) + (", …" if len(untested) > 5 else "")
+        log.warning(
+            "%s: test/ has no folder for %d of the %d classes of train/ (%s): the test "
+            "metrics cover the other classes only",
+            root, len(untested), len(train), shown,
+        )  # fmt: skip
     index = {name: i for i, name in enumerate(classes)}
     return Listing(
         classes,

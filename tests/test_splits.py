@@ -402,3 +402,27 @@ def test_adversarial_run_records_the_split_and_per_epoch_test_accuracy(train_run
     assert all(0.0 < a <= 1.0 for a in logged)
     best = logged[summary["best_epoch"] - 1]
     assert summary["test"]["acc"] == pytest.approx(best, abs=1e-6)
+
+
+def test_a_validation_set_of_too_few_distinct_images_warns(caplog):
+    """1 image (or a resample drawing one image 5 times) for 10 classes: one warning; two
+    images per class on average: none."""
+    import logging
+
+    from regx.engine.setup import warn_small_validation
+    from regx.splits.base import Split
+
+    def warned(val_idx: list[int]) -> list[str]:
+        caplog.clear()
+        split = Split(train_idx=torch.arange(100, 200), val_idx=torch.tensor(val_idx))
+        with caplog.at_level(logging.WARNING, logger="regx"):
+            warn_small_validation(split, num_classes=10)
+        return [r.getMessage() for r in caplog.records]
+
+    assert warned([3]) == [
+        "the validation set holds 1 distinct image(s) for 10 classes: the best epoch "
+        "(trainer.monitor) and the temperature are picked on too few to mean much; raise "
+        "split.val_fraction or use more data"
+    ]
+    assert len(warned([50] * 5 + list(range(18)))) == 1  # 19 distinct
+    assert warned(list(range(20))) == []

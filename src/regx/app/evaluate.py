@@ -139,6 +139,18 @@ def _run_overrides(run_dir: Path) -> list[str]:
     return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
 
 
+def _warn_if_unfinished(run_dir: Path) -> None:
+    from regx.app.run_dirs import summary_of
+
+    status = (summary_of(run_dir) or {}).get("status", "unknown")
+    if status != "finished":
+        print(
+            f"warning: {run_dir} did not finish (summary.json: status {status}): scoring "
+            f"the best weights it saved so far",
+            file=sys.stderr,
+        )
+
+
 def evaluate(
     run_dir: Path,
     overrides: list[str],
@@ -159,7 +171,6 @@ def evaluate(
     from omegaconf import OmegaConf
 
     from regx.app.loaded_run import load_run
-    from regx.app.run_dirs import summary_of
     from regx.config import register_resolvers
     from regx.config.build import build_spec
     from regx.engine.evaluate import EvaluationRequest, evaluate_run
@@ -172,18 +183,13 @@ def evaluate(
     cfg = apply_overrides(base, overrides)
     run_overrides = _run_overrides(run_dir)
     relocated = where_and_how(overrides)
-    trained = build_spec(apply_overrides(base, relocated), [*run_overrides, *relocated])
+    as_trained = apply_overrides(base, relocated)
+    trained = build_spec(as_trained, [*run_overrides, *relocated])
     spec = build_spec(cfg, [*run_overrides, *overrides])
     run = load_run(run_dir, device=spec.trainer.device)
-    status = (summary_of(run_dir) or {}).get("status", "unknown")
-    if status != "finished":
-        print(
-            f"warning: {run_dir} did not finish (summary.json: status {status}): scoring "
-            f"the best weights it saved so far",
-            file=sys.stderr,
-        )
+    _warn_if_unfinished(run_dir)
     same_test_set = all(
-        OmegaConf.to_container(base.get(k) or {}) == OmegaConf.to_container(cfg.get(k) or {})
+        OmegaConf.to_container(as_trained.get(k) or {}) == OmegaConf.to_container(cfg.get(k) or {})
         for k in ("dataset", "shift")
     )
     out = out_dir or eval_dir_for(run_dir, overrides)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,11 @@ from regx.engine.device import use_channels_last
 from regx.engine.spec import RunSpec
 from regx.errors import ConfigError
 from regx.splits.base import Split
+
+log = logging.getLogger("regx")
+# Fewer distinct validation images than this per class (on average): the best epoch and the
+# temperature are picked on too few images to mean much.
+MIN_VAL_PER_CLASS = 2
 
 
 @dataclass
@@ -48,6 +54,8 @@ def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
             f"of {len(data.train_y)}; use more data (dataset.subset) or another val_fraction",
         )
 
+    warn_small_validation(split, data.num_classes)
+
     def on_device(weight: torch.Tensor | None) -> torch.Tensor | None:
         return None if weight is None else weight.to(device, torch.float32)
 
@@ -65,6 +73,17 @@ def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
         train_weight=on_device(split.train_weight),
         train_true_y=data.train_clean_y[split.train_idx] if noisy else None,
     )
+
+
+def warn_small_validation(split: Split, num_classes: int) -> None:
+    distinct = len(torch.unique(split.val_idx))
+    if distinct < MIN_VAL_PER_CLASS * num_classes:
+        log.warning(
+            "the validation set holds %d distinct image(s) for %d classes: the best epoch "
+            "(trainer.monitor) and the temperature are picked on too few to mean much; "
+            "raise split.val_fraction or use more data",
+            distinct, num_classes,
+        )  # fmt: skip
 
 
 def build_model(spec: RunSpec, data: ImageData, device: torch.device) -> torch.nn.Module:

@@ -43,7 +43,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # mmap first: with the trim threshold set explicitly glibc stops adapting the mmap one
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+    # setting either one also stops glibc from adapting them to the blocks freed
+    raised_mmap = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and raised_mmap

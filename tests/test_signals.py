@@ -97,6 +97,36 @@ def test_sigterm_on_the_last_step_of_an_epoch_stops_at_its_end_with_143(
     assert len(metric_rows(run_dir)) == 1
 
 
+def test_a_signal_while_the_trained_model_is_scored_stops_there_and_resume_scores_it(
+    tmp_path: Path, stray_signals: list[int]
+) -> None:
+    """Scoring has no step boundary: the signal stops it where it is (exit 143, summary
+    `interrupted`), and `--resume` of the fully trained run only scores it."""
+    from run_dir_helpers import resume_in_process
+
+    run_dir = tmp_path / "run"
+    # training takes 3 · 7 loss calls, the validation passes none; call 30 is in the
+    # between-sample diagnostics, whose input gradients use the run's loss
+    args = [*SMALL, *plugin(30, tmp_path / "fired", 15), "between.pairs=3000"]
+    code, _, err = hydra_in_process([*args, f"hydra.run.dir={run_dir}"])
+    line = error_line(err)
+    assert code == 143, err
+    assert line == (
+        "error: interrupted by SIGTERM at the scoring after training: checkpoint "
+        f"{run_dir / 'checkpoints' / 'last.pt'} saved; continue with: "
+        f"regx train --resume {run_dir}"
+    )
+    summary = read_summary(run_dir)
+    assert (summary["status"], summary["epochs_run"]) == ("interrupted", 3)
+    assert stray_signals == []
+    code, _, err = resume_in_process(run_dir)
+    assert code == 0, err
+    summary = read_summary(run_dir)
+    assert (summary["status"], summary["epochs_run"]) == ("finished", 3)
+    assert summary["between"]["pairs"] == 3000
+    assert len(metric_rows(run_dir)) == 3
+
+
 def test_second_signal_aborts_at_once_without_writing(
     tmp_path: Path, stray_signals: list[int]
 ) -> None:

@@ -178,7 +178,13 @@ def train(spec: RunSpec, run_dir: Path, figures: FigureWorker | None = None) -> 
         train_seconds = time.perf_counter() - t0
         trainer.best.load_into(trainer.model)
         phases = {"setup": setup_seconds, "train_loop": train_seconds - setup_seconds}
-        summary = finalize_run(trainer, started, phases, t0, figures) if main else {}
+        # scoring has no step to stop at: a signal now stops the run where it is
+        trainer.stop.raise_at_once(lambda: trainer.interrupted("the scoring after training"))
+        try:
+            summary = finalize_run(trainer, started, phases, t0, figures) if main else {}
+        except RunInterrupted as e:
+            write_status(run_dir, "interrupted", str(e), trainer.state, started)
+            raise
     if trainer.stop.requested:
         log.warning("%s arrived after the last epoch; the run finished", trainer.stop.signal_name)
     return summary

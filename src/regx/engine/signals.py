@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
@@ -30,6 +30,7 @@ class StopRequest:
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._error: Callable[[], BaseException] | None = None
 
     @property
     def requested(self) -> bool:
@@ -39,10 +40,17 @@ class StopRequest:
     def signal_name(self) -> str:
         return signal.Signals(self.signum).name if self.signum is not None else ""
 
+    def raise_at_once(self, error: Callable[[], BaseException]) -> None:
+        """From now on a signal raises `error()` wherever the program is: for work with no
+        step boundary to stop at (the scoring after the last epoch)."""
+        self._error = error
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
             raise RunAborted(signum)
         self.signum = signum
+        if self._error is not None:
+            raise self._error()
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():

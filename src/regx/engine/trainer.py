@@ -286,9 +286,9 @@ class Trainer:
         seconds = time.perf_counter() - self.epoch_started
         self.state.paused = PausedEpoch(epoch, next_step, sums.to("cpu"), seconds)
         self.save(best=False)
-        raise self._interrupted(f"epoch {epoch + 1}, step {next_step}/{len(self.batches)}")
+        raise self.interrupted(f"epoch {epoch + 1}, step {next_step}/{len(self.batches)}")
 
-    def _interrupted(self, where: str) -> RunInterrupted:
+    def interrupted(self, where: str) -> RunInterrupted:
         kept = (
             f"checkpoint {self.ckpt_dir / 'last.pt'} saved"
             if self.s.checkpoint
@@ -355,7 +355,7 @@ class Trainer:
                 improved = self._finish_epoch(epoch, row, main)
                 log.info(epoch_line(row, s.epochs, improved))
                 if self.stop.requested and epoch + 1 < s.epochs:
-                    raise self._interrupted(f"the end of epoch {epoch + 1}")
+                    raise self.interrupted(f"the end of epoch {epoch + 1}")
 
 
 def epoch_line(row: dict[str, Any], epochs: int, improved: bool) -> str:

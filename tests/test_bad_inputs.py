@@ -72,6 +72,11 @@ CASES = [
     (["seed=-1"], 2, "seed=-1: must be a non-negative integer"),
     (["seed=abc"], 2, "seed=abc: must be a non-negative integer"),
     (["calibration.n_bins=0"], 2, "calibration.n_bins=0: must be a positive integer"),
+    (
+        ["calibration.bootstrap=1000000000000"],
+        2,
+        "calibration.bootstrap=1000000000000: must be at most 100000 (0: off)",
+    ),
     # dataset
     (
         ["dataset.subset=100000"],

@@ -211,12 +211,14 @@ def test_off_or_single_class_gives_empty() -> None:
 
 def test_settings_defaults_and_validation() -> None:
     assert BetweenSettings.from_config(None) == BetweenSettings(1000, (0.25, 0.5, 0.75))
+    assert BetweenSettings.from_config({"pairs": 10**6}).pairs == 10**6
     settings = BetweenSettings.from_config({"pairs": 0, "lams": [0, 1]})
     assert settings.pairs == 0 and settings.lams == (0.0, 1.0)
     bad = [
         ({"pairs": -1}, "between.pairs=-1: must be an integer ≥ 0 (0 turns it off)"),
         ({"pairs": True}, "between.pairs=True: must be an integer ≥ 0"),
         ({"pairs": 2.5}, "between.pairs=2.5: must be an integer ≥ 0"),
+        ({"pairs": 10**12}, "between.pairs=1000000000000: must be at most 1000000"),
         (
             {"lams": [0.5, 1.5]},
             "between.lams=[0.5, 1.5]: must be a non-empty list of distinct numbers in [0, 1]",

@@ -141,10 +141,16 @@ def _node(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> Any:
     return node
 
 
-def _non_negative_int(key: str, value: Any) -> int:
+def _non_negative_int(key: str, value: Any, most: int | None = None) -> int:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     check(ok, key, value, "must be a non-negative integer (0: off)")
+    if most is not None:
+        check(value <= most, key, value, f"must be at most {most} (0: off)")
     return value
+
+
+# Each resample is a pass over the test predictions; past this the interval stops moving.
+MOST_BOOTSTRAP_RESAMPLES = 100_000
 
 
 def validate_analysis(cfg: DictConfig) -> AnalysisSettings:
@@ -167,6 +173,8 @@ def validate_analysis(cfg: DictConfig) -> AnalysisSettings:
         save_features=save,
         features_dtype=dtype,
         bootstrap=_non_negative_int(
-            "calibration.bootstrap", OmegaConf.select(cfg, "calibration.bootstrap", default=1000)
+            "calibration.bootstrap",
+            OmegaConf.select(cfg, "calibration.bootstrap", default=1000),
+            MOST_BOOTSTRAP_RESAMPLES,
         ),
     )

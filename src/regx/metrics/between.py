@@ -42,6 +42,7 @@ import torch
 from regx.errors import ConfigError
 
 SPACES = ("probs", "logits")
+MOST_PAIRS = 1_000_000
 KEYS = ("pairs", "lams")
 
 
@@ -56,6 +57,12 @@ class BetweenSettings:
         pairs = self.pairs
         if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 0:
             raise ConfigError("between.pairs", pairs, "must be an integer ≥ 0 (0 turns it off)")
+        if pairs > MOST_PAIRS:
+            raise ConfigError(
+                "between.pairs",
+                pairs,
+                f"must be at most {MOST_PAIRS}: each pair costs a forward and backward pass per λ",
+            )
         lams = self.lams
         ok = isinstance(lams, (list, tuple)) and len(lams) > 0
         ok = ok and all(

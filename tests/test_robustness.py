@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,52 @@ def test_attack_and_interval_sections():
     text = "\n".join(interval_section(ci))
     assert "| accuracy | [80.00, 90.00] | [90.00, 95.00] |" in text
     assert "|validation acc − test acc|: [0.00, 7.00] pt" in text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"corruptions": "blur,blur"}, "--corruptions=blur,blur: repeats blur; give each value"),
+        ({"corruptions": "blur", "severities": "3,1,3"}, "--severities=3,1,3: repeats 3;"),
+        ({"attack": "fgsm", "eps": "8/255,8/255"}, "--eps=8/255,8/255: repeats 8/255;"),
+        (
+            {"attack": "fgsm", "eps": "1/255,0.0039215686274509803"},
+            "repeats 0.0039215686274509803 (= 1/255); give each value once",
+        ),
+        ({"attack": "fgsm,fgsm"}, "--attack=fgsm,fgsm: repeats fgsm;"),
+        ({"attack": "fgsm", "eps": "8/255,"}, "eps=: must be a number or a fraction"),
+        ({"attack": "pgd", "steps": 0}, "--steps=0: must be an integer ≥ 1"),
+        ({"corruptions": "all", "attack": "fgsm", "eps": "1/255,abc"}, "eps=abc: must be"),
+    ],
+)
+def test_evaluate_options_are_checked_before_any_cell_runs(options, message):
+    """A repeated cell would be scored twice and weigh twice in mCE; every option is checked
+    up front, so a bad last option does not throw away the sweeps before it."""
+    from regx.engine.robustness import RobustnessRequest
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        RobustnessRequest(**options).check()
+
+
+def test_options_without_their_flag_are_named_as_ignored_and_a_gallery_needs_pairs(tmp_path):
+    from PIL import Image
+
+    from regx.engine.robustness import RobustnessRequest
+    from regx.errors import DataError
+
+    assert RobustnessRequest(attack="pgd", steps=3, eps="1/255").check() == []
+    assert RobustnessRequest(steps=5, eps="1/255", severities="1,2").check() == [
+        "--severities applies to --corruptions, which is not given: ignored",
+        "--eps applies to --attack, which is not given: ignored",
+        "--steps applies to --attack pgd, which is not given: ignored",
+    ]
+    assert RobustnessRequest(attack="fgsm", steps=3).check() == [
+        "--steps applies to --attack pgd, which is not given: ignored"
+    ]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "0.png")
+    with pytest.raises(DataError, match="every class folder holds one image"):
+        RobustnessRequest(retrieval=tmp_path).check()
+    Image.new("RGB", (4, 4)).save(tmp_path / "a" / "1.png")
+    assert RobustnessRequest(retrieval=tmp_path).check() == []

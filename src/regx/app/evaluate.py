@@ -162,6 +162,8 @@ def evaluate(
     run_dir = Path(run_dir)
     if out_dir is not None:
         check_out_dir(out_dir)
+    for ignored in robustness.check() if robustness is not None else []:
+        print(f"warning: {ignored}", file=sys.stderr)
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file():
         raise UserError(

@@ -7,7 +7,7 @@ one after the other under a progress bar (regx.progress: two log lines off a ter
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +17,7 @@ from regx.data.shift import corrupted_copies
 from regx.engine.scoring import Evaluation
 from regx.engine.spec import RunSpec
 from regx.errors import ConfigError
-from regx.metrics.attacks import attack_accuracy
+from regx.metrics.attacks import attack_accuracy, parse_eps
 from regx.metrics.retrieval import retrieval_at_k
 from regx.metrics.robustness import corruption_table
 from regx.progress import WorkProgress
@@ -42,7 +42,70 @@ class RobustnessRequest:
         for name in names:
             if name not in ATTACKS:
                 raise ConfigError("--attack", name, "must be fgsm, pgd or fgsm,pgd")
-        return names
+        return _distinct("--attack", self.attack, names)
+
+    def eps_list(self) -> list[str]:
+        """The ε of --eps as typed (summary keys), each checked, no two of the same value."""
+        texts = [e.strip() for e in self.eps.split(",")]
+        _distinct("--eps", self.eps, tuple(parse_eps(e) for e in texts), texts)
+        return texts
+
+    def cells(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(kinds, severities) of the corruption sweep, each without repeats."""
+        kinds = _distinct("--corruptions", self.corruptions, parse_kinds(self.corruptions or ""))
+        severities = _distinct("--severities", self.severities, parse_severities(self.severities))
+        return kinds, severities
+
+    def check(self) -> list[str]:
+        """Every option checked before any model is loaded; warnings for options that the
+        flag they belong to is missing for (they would be ignored)."""
+        ignored = []
+        if self.corruptions:
+            self.cells()
+        elif self.severities != DEFAULTS.severities:
+            ignored.append("--severities applies to --corruptions, which is not given: ignored")
+        attacks = self.attacks()
+        if attacks:
+            self.eps_list()
+            if "pgd" in attacks and not (isinstance(self.steps, int) and self.steps >= 1):
+                raise ConfigError("--steps", self.steps, "must be an integer ≥ 1")
+        elif self.eps != DEFAULTS.eps:
+            ignored.append("--eps applies to --attack, which is not given: ignored")
+        if "pgd" not in attacks and self.steps != DEFAULTS.steps:
+            ignored.append("--steps applies to --attack pgd, which is not given: ignored")
+        if self.retrieval is not None:
+            gallery_classes(self.retrieval)
+        return ignored
+
+
+DEFAULTS = RobustnessRequest()
+
+
+def _distinct(option: str, text: Any, values: tuple, shown: Sequence[str] = ()) -> tuple:
+    """`values`, refused where one repeats (a repeated cell would be scored and counted twice);
+    `shown`: how the values were typed, for the message."""
+    shown = shown or [str(v) for v in values]
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            first = shown[values.index(value)]
+            same = "" if first == shown[i] else f" (= {first})"
+            raise ConfigError(option, text, f"repeats {shown[i]}{same}; give each value once")
+    return values
+
+
+def gallery_classes(folder: Path) -> dict[str, list[Path]]:
+    """The gallery's {class: images}, refused where no class has two images (no query would
+    have a relevant image to retrieve)."""
+    from regx.data.imagefolder import list_class_folders
+    from regx.errors import DataError
+
+    classes = list_class_folders(Path(folder))
+    if max(len(files) for files in classes.values()) < 2:
+        raise DataError(
+            f"{folder}: every class folder holds one image, so no image has another of its "
+            "class to retrieve; put two or more images in some class folders"
+        )
+    return classes
 
 
 def clean_test_set(trained: RunSpec) -> Any:
@@ -55,7 +118,7 @@ def clean_test_set(trained: RunSpec) -> Any:
 def corruption_sweep(
     req: RobustnessRequest, ev: Evaluation, trained: RunSpec, temperature: float
 ) -> dict[str, Any]:
-    kinds, severities = parse_kinds(req.corruptions), parse_severities(req.severities)
+    kinds, severities = req.cells()
     clean = clean_test_set(trained)
     cells = corrupted_copies(clean.test_x, kinds, severities, trained.seed)
     what = f"{len(kinds) * len(severities)} corruption × severity cells"
@@ -86,7 +149,7 @@ def attack_sweep(req: RobustnessRequest, ev: Evaluation, seed: int) -> dict[str,
     FGSM takes every ε in one pass (one gradient per batch serves all); PGD runs per ε, its
     random starts drawn from a generator seeded with `seed` afresh, so an ε's accuracy does
     not depend on which other ε were asked for."""
-    attacks, eps = req.attacks(), req.eps.split(",")
+    attacks, eps = req.attacks(), req.eps_list()
     what = f"{len(attacks) * len(eps)} attack × ε cells" + (
         f" ({req.steps} PGD steps)" if "pgd" in attacks else ""
     )
@@ -114,9 +177,8 @@ def gallery_retrieval(folder: Path, ev: Evaluation) -> dict[str, Any]:
     import torch
 
     from regx.data.decode import DecodeSpec, decode_images
-    from regx.data.imagefolder import list_class_folders
 
-    classes = list_class_folders(Path(folder))
+    classes = gallery_classes(folder)
     paths = [str(p) for name in sorted(classes) for p in classes[name]]
     labels = torch.tensor([i for i, name in enumerate(sorted(classes)) for _ in classes[name]])
     # the run's input shape: channels converted, images resized as its test images

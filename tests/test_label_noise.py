@@ -3,6 +3,7 @@ the report's noise section: exact counts against an independent computation."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -161,6 +162,24 @@ def test_cifar10_preset_on_cifar_class_names() -> None:
     pairs = [("truck", "automobile"), ("bird", "airplane"), ("deer", "horse")]
     assert moves == {p: 5 for p in [*pairs, ("cat", "dog"), ("dog", "cat")]}  # round(0.25·20)
     assert torch.equal(noisy.test_y, data.test_y)
+
+
+def test_a_preset_for_other_classes_is_named_with_the_classes_the_data_lacks() -> None:
+    y = torch.arange(40) % 4
+    names = ["class0", "class1", "class2", "class3"]
+    data = ImageData("s", torch.zeros(40, 1, 2, 2, dtype=torch.uint8), y, y[:4], y[:4], names)
+    noise = parse_label_noise({"rate": 0.2, "kind": "asymmetric", "preset": "cifar10"})
+    with pytest.raises(ConfigError) as err:
+        apply_label_noise(data, noise, seed=0)
+    assert str(err.value) == (
+        "dataset.label_noise.preset=cifar10: maps classes this data lacks (truck, bird, deer, "
+        "cat, dog, automobile, airplane, horse); the preset is for cifar10's classes: for "
+        "this data give a class_map {source: target}"
+    )
+    # mnist's preset names classes by index: any data with classes 0..7 has them
+    mnist = parse_label_noise({"rate": 0.2, "kind": "asymmetric", "preset": "mnist"})
+    with pytest.raises(ConfigError, match=re.escape("lacks (5, 6, 7, 8)")):
+        apply_label_noise(data, mnist, seed=0)
 
 
 def test_compose_build_load_gives_the_counts() -> None:

@@ -154,6 +154,8 @@ def resolve_map(
     """
     key = f"{LOAD_PREFIX}.{'preset' if noise.preset else 'class_map'}"
     ref_classes = all_classes if all_classes is not None else classes
+    if noise.preset:
+        _check_preset_classes(noise.preset, noise.source_map(), ref_classes)
     resolved: dict[int, int] = {}
     for source, target in noise.source_map().items():
         pair = [ref_classes[resolve_class(ref, ref_classes, key)] for ref in (source, target)]
@@ -174,6 +176,23 @@ def resolve_map(
         check(s not in resolved, key, source, "names the same source class twice")
         resolved[s] = t
     return resolved
+
+
+def _check_preset_classes(preset: str, mapping: dict, classes: list[str]) -> None:
+    """A preset names its dataset's classes: each must be a class of this data."""
+    lacking = []
+    for ref in dict.fromkeys([*mapping, *mapping.values()]):
+        try:
+            resolve_class(ref, classes, "")
+        except ConfigError:
+            lacking.append(str(ref))
+    if lacking:
+        raise ConfigError(
+            f"{LOAD_PREFIX}.preset",
+            preset,
+            f"maps classes this data lacks ({', '.join(lacking)}); the preset is for "
+            f"{preset}'s classes: for this data give a class_map {{source: target}}",
+        )
 
 
 def per_class_quota(counts: np.ndarray, total: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Faults injected through regx's own plugin mechanism (a loss `_target_`), for the fault tests.
+"""Faults injected through regx's own plugin mechanism (a `_target_`), for the fault tests.
 
 Used as `loss._target_=fault_plugins.NaNAtStep +loss.step=17`: the tests folder is on
 sys.path under pytest, and on PYTHONPATH for the subprocess runs. Each class is plain
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import weakref
 from pathlib import Path
 
 import torch
 
 from regx.losses.ce import CrossEntropy
+from regx.splits.random import RandomSplit
 
 
 class StepCountingCE(CrossEntropy):
@@ -88,3 +90,13 @@ class NaNGradientAtStep(StepCountingCE):
         if self.count(outputs) == self.step:
             outputs = _NaNGradient.apply(outputs)
         return super().forward(outputs, targets)
+
+
+class SignalWhileSplitting(RandomSplit):
+    """A random split that sends SIGTERM to its own process first: a signal after the run
+    dir is made, before training."""
+
+    def __call__(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in the main thread at once
+        return super().__call__(*args, **kwargs)

@@ -262,6 +262,32 @@ def test_a_signal_inside_an_import_leaves_at_once_so_no_module_is_left_half_buil
     assert proc.stderr == "error: interrupted (SIGINT); files already written are kept\n"
 
 
+def test_leaving_mid_import_runs_the_cleanups_of_the_blocks_it_leaves(tmp_path: Path) -> None:
+    """A job interrupted inside an import (no exception reaches its `except`) still
+    releases its run dir: the cleanup registered for the block runs, the finished one not."""
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(5)\n"
+    )
+    script = (
+        "from pathlib import Path\n"
+        "from regx.engine.signals import InterruptOutsideTraining, before_leaving_mid_import\n"
+        "handler = InterruptOutsideTraining().install()\n"
+        "with handler.raising():\n"
+        "    with before_leaving_mid_import(lambda: Path('done').write_text('no')):\n"
+        "        pass\n"
+        "    with before_leaving_mid_import(lambda: Path('released').write_text('yes')):\n"
+        "        import slow_to_import\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 143, proc.stderr
+    assert (tmp_path / "released").read_text() == "yes"
+    assert not (tmp_path / "done").exists()
+
+
 def test_a_signal_swallowed_before_training_stops_training_at_its_first_step(
     handlers_restored: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -325,3 +351,17 @@ def test_a_signal_that_broke_the_composition_ends_as_an_interrupt(
     assert _exit_code(0, gate_holding(""), []) == 0  # a command that succeeded stays so
     assert _exit_code(130, gate_holding(""), []) == 130  # already the interrupt's own line
     assert capsys.readouterr().err == ""
+
+
+def test_a_signal_before_training_leaves_no_run_dir_and_no_lock(tmp_path: Path) -> None:
+    """SIGTERM while the split is made (the run dir and its lock exist, training has not
+    begun): one line, 143, and the dir is removed as after any failure there."""
+    from fault_helpers import regx_process
+
+    run_dir = tmp_path / "out" / "run"
+    args = [*SMALL, "split._target_=fault_plugins.SignalWhileSplitting", f"hydra.run.dir={run_dir}"]
+    proc = regx_process(["train", *args], cwd=tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert error_line(err) == "error: interrupted (SIGTERM); files already written are kept"
+    assert not run_dir.exists()

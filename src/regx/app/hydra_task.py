@@ -27,7 +27,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from regx.config import register_resolvers
-from regx.engine.signals import interrupt_exit, leave_now, signal_received
+from regx.engine.signals import (
+    before_leaving_mid_import,
+    interrupt_exit,
+    leave_now,
+    signal_received,
+)
 from regx.errors import DataError, Interrupted, RunInterrupted, UserError
 
 # Here, not in `run_hydra`: a joblib worker imports this module to unpickle `task`, and
@@ -115,7 +120,8 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
     guard = None
     try:
         guard = JobGuard.open(run_dir, locking=is_main_process())
-        summary, skipped = _train(cfg, guard, multirun, overrides)
+        with before_leaving_mid_import(lambda: _leave_interrupted(cfg, guard, multirun)):
+            summary, skipped = _train(cfg, guard, multirun, overrides)
     except (UserError, OSError) as e:
         if debug_mode():
             raise
@@ -127,6 +133,9 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         if multirun and not isinstance(error, RunInterrupted):
             return math.nan
         sys.exit(error.exit_code)
+    except Interrupted:  # a signal before training (data, split): nothing to keep
+        _leave_interrupted(cfg, guard, multirun)
+        raise
     except Exception as e:  # a bug: the run dir says so (not `running`), the traceback stays
         _leave_run_dir(cfg, guard, UserError(f"internal error: {type(e).__name__}: {e}"), multirun)
         raise
@@ -205,6 +214,15 @@ def _os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
         f"{e.strerror or e} ({type(e).__name__}){where}; fix the cause (disk space, "
         f"permissions, a folder where a file belongs), {then}"
     )
+
+
+def _leave_interrupted(cfg: DictConfig, guard: Any, multirun: bool) -> None:
+    """The run dir of a job a signal ended before its training began, as after any failure
+    there (an unstarted dir removed, lock released)."""
+    if guard is not None and guard.training_started():
+        return  # training records its own stop; after a second signal, nothing more
+    line = interrupt_exit(Interrupted(signal_received() or signal.SIGINT))[1]
+    _leave_run_dir(cfg, guard, UserError(line.removeprefix("error: ")), multirun)
 
 
 def _leave_run_dir(cfg: DictConfig, guard: Any, error: UserError, multirun: bool) -> None:

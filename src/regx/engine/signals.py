@@ -89,6 +89,8 @@ class InterruptOutsideTraining:
         self.signum: int | None = None
         self.raises = False
         self.command_ran = False  # a `raising()` block has been entered
+        # run before leaving mid-import, where no exception can carry them out (see below)
+        self.before_leaving: list[Callable[[], None]] = []
         self._unraisablehook = sys.unraisablehook
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
@@ -99,6 +101,9 @@ class InterruptOutsideTraining:
         if inside_import(frame):
             # nothing to save mid-import, and an exception would leave modules half-built
             code, line = interrupt_exit(Interrupted(signum))
+            for cleanup in reversed(self.before_leaving):
+                with contextlib.suppress(Exception):
+                    cleanup()
             os.write(2, f"{line}\n".encode())  # print() may be mid-write to this stream
             leave_now(code)
         raise Interrupted(signum)
@@ -133,6 +138,21 @@ class InterruptOutsideTraining:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             sys.unraisablehook = self._unraisablehook
+
+
+@contextlib.contextmanager
+def before_leaving_mid_import(cleanup: Callable[[], None]) -> Iterator[None]:
+    """Within this block, `cleanup()` runs if a signal ends the command inside an import
+    (where the `Interrupted` that `except`/`finally` blocks would see is never raised)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not isinstance(handler, InterruptOutsideTraining):
+        yield
+        return
+    handler.before_leaving.append(cleanup)
+    try:
+        yield
+    finally:
+        handler.before_leaving.remove(cleanup)
 
 
 def signal_received() -> int | None:

@@ -45,6 +45,27 @@ def test_prior_follows_the_documented_class_frequencies(compose_cfg, clean):
     assert torch.equal(data.train_x, clean.train_x)
 
 
+def test_a_prior_shift_records_its_counts_and_warns_for_classes_it_empties(compose_cfg, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="regx"):
+        data = load(compose_cfg, "dataset.test_shift=prior", "shift.strength=0.999999")
+    counts = np.bincount(data.test_y.numpy(), minlength=10)
+    record = data.info["test_shift"]
+    assert record["class_counts"] == counts.tolist() and record["test_size"] == len(data.test_y)
+    emptied = [str(c) for c in range(10) if counts[c] == 0]
+    assert len(emptied) >= 3  # (1 − s)^(c/9): the rarest classes get no image
+    shown = ", ".join(emptied[:6]) + (", …" if len(emptied) > 6 else "")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"shift.strength=0.999999 leaves no test image of {len(emptied)} class(es) ({shown}): "
+        "the shifted test set does not score them"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="regx"):
+        load(compose_cfg, "dataset.test_shift=prior", "shift.strength=0.8")
+    assert caplog.records == []
+
+
 def test_prior_is_deterministic_given_the_seed(compose_cfg):
     a = load(compose_cfg, "dataset.test_shift=prior", seed=3)
     b = load(compose_cfg, "dataset.test_shift=prior", seed=3)

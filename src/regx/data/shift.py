@@ -27,6 +27,7 @@ corruption is applied.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -40,6 +41,8 @@ from regx.data.subpop import SCORES, subpop_indices
 from regx.data.types import ImageData
 from regx.errors import ConfigError, check, check_choice, check_range
 from regx.params import Choice, Range, check_params
+
+log = logging.getLogger("regx")
 
 MODES = ("none", "prior", "corrupt", "subpop")
 # Mixed into the seed so the shift's draws are independent of the subset/split draws.
@@ -110,6 +113,13 @@ class Shift:
                 self.strength,
                 "lower shift.strength, or use a test set whose rarest class has more images",
             )
+            counts = torch.bincount(data.test_y[keep], minlength=data.num_classes)
+            info["test_shift"] = {
+                **info["test_shift"],
+                "test_size": len(keep),
+                "class_counts": counts.tolist(),
+            }
+            warn_emptied_classes(data, keep, "shift.strength", self.strength)
             return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         if mode == "corrupt":
             shifted = corrupt(data.test_x, self.kind, self.severity, corruption_generator(seed))
@@ -130,6 +140,7 @@ class Shift:
             fix = f"raise shift.keep to at least {needed:g}"
             check_shifted_size(len(keep), data, "shift.keep", self.keep, fix)
             info["test_shift"] = realized.as_dict()
+            warn_emptied_classes(data, keep, "shift.keep", self.keep)
             return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         return replace(data, info=info)
 
@@ -153,6 +164,20 @@ def check_shifted_size(kept: int, data: ImageData, key: str, value: float, fix: 
         f"test set needs ({MIN_SHIFTED_PER_CLASS} per class and at least "
         f"{MIN_SHIFTED_TEST}, so one image moves the accuracy by at most 5 points); {fix}",
     )
+
+
+def warn_emptied_classes(data: ImageData, keep: torch.Tensor, key: str, value: float) -> None:
+    """One warning naming the classes that had test images and have none after the shift."""
+    before = torch.bincount(data.test_y, minlength=data.num_classes)
+    after = torch.bincount(data.test_y[keep], minlength=data.num_classes)
+    emptied = [data.classes[c] for c in range(data.num_classes) if before[c] > 0 and after[c] == 0]
+    if emptied:
+        shown = ", ".join(emptied[:6]) + (", …" if len(emptied) > 6 else "")
+        log.warning(
+            "%s=%s leaves no test image of %d class(es) (%s): the shifted test set does "
+            "not score them",
+            key, value, len(emptied), shown,
+        )  # fmt: skip
 
 
 def prior_class_frequencies(num_classes: int, strength: float) -> np.ndarray:

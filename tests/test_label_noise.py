@@ -352,3 +352,22 @@ def test_bad_label_noise_fails_in_one_line_from_the_cli(
     assert error_line(err) == f"error: {message}"
     assert "Traceback" not in out + err
     assert not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_a_rate_that_rounds_to_no_flip_warns(caplog) -> None:
+    import logging
+
+    y = torch.arange(40) % 4
+    names = ["a", "b", "c", "d"]
+    data = ImageData("s", torch.zeros(40, 1, 2, 2, dtype=torch.uint8), y, y[:4], y[:4], names)
+    with caplog.at_level(logging.WARNING, logger="regx"):
+        noisy = apply_label_noise(data, parse_label_noise({"rate": 0.01}), seed=0)
+    assert noisy.info["label_noise"]["flipped"] == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "dataset.label_noise.rate=0.01 changes no label of the 40 training images (the rate "
+        "rounds to 0 flips): the run trains on clean labels"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="regx"):
+        apply_label_noise(data, parse_label_noise({"rate": 0.1}), seed=0)
+    assert caplog.records == []

@@ -22,6 +22,7 @@ never does. rate = 0 leaves the data untouched (`train_clean_y` stays None).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +32,8 @@ import torch
 from regx.data.class_refs import is_class_ref, resolve_class
 from regx.data.types import ImageData
 from regx.errors import ConfigError, check, check_choice, check_range
+
+log = logging.getLogger("regx")
 
 KINDS = ("symmetric", "pairflip", "asymmetric")
 PRESETS: dict[str, dict[Any, Any]] = {
@@ -240,6 +243,12 @@ def apply_label_noise(
     clean = data.train_y.numpy().astype(np.int64)
     given = noisy_labels(clean, data.num_classes, noise, class_map, seed)
     flipped = given != clean
+    if not flipped.any():
+        log.warning(
+            "dataset.label_noise.rate=%g changes no label of the %d training images (the "
+            "rate rounds to 0 flips): the run trains on clean labels",
+            noise.rate, len(clean),
+        )  # fmt: skip
     record: dict[str, Any] = {
         "kind": noise.kind,
         "configured_rate": noise.rate,

@@ -236,3 +236,13 @@ def test_a_run_whose_data_moved_is_evaluated_from_the_new_dataset_root(tmp_path)
     _, summary = evaluate(run_dir, [f"dataset.root={tmp_path / 'moved'}"])
     assert summary["val"] == trained["val"]
     assert summary["test"]["acc"] == pytest.approx(trained["test"]["acc"], abs=1e-12)
+
+
+def test_eval_folder_names_keep_values_readable_and_say_what_they_leave_out():
+    from regx.app.evaluate import _slug
+
+    assert _slug(["between.pairs=10", "between.lams=[0.1]"]) == "between.pairs=10_between.lams=0.1"
+    four = ["dataset.test_shift=subpop", "shift.score=ink", "shift.tilt=50", "shift.keep=0.3"]
+    assert _slug(four) == "dataset.test_shift=subpop_shift.score=ink_shift.tilt=50_and-1-more"
+    assert _slug(["shift.kind='blur'", "a b=c/d"]) == "shift.kind=blur_a-b=c-d"
+    assert _slug([]) == "as-trained"

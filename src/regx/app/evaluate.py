@@ -101,13 +101,18 @@ def where_and_how(overrides: list[str]) -> list[str]:
 
 
 def _slug(overrides: list[str], limit: int = 60) -> str:
-    """A folder-name form of the overrides: whole overrides only, at most `limit` characters."""
+    """A folder-name form of the overrides: whole overrides only, at most `limit` characters,
+    then how many were left out; brackets and braces dropped (`[0.1]` reads as `0.1`, not
+    as `-0.1`)."""
     parts: list[str] = []
     for override in overrides:
-        part = re.sub(r"[^A-Za-z0-9._=+-]+", "-", override).strip("-")
+        part = re.sub(r"[\[\]{}'\"]", "", override)
+        part = re.sub(r"[^A-Za-z0-9._=+-]+", "-", part).strip("-")
         if parts and len("_".join([*parts, part])) > limit:
             break
         parts.append(part[:limit])
+    if len(parts) < len(overrides):
+        parts.append(f"and-{len(overrides) - len(parts)}-more")
     return "_".join(parts) or "as-trained"
 
 

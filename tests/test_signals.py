@@ -365,3 +365,27 @@ def test_a_signal_before_training_leaves_no_run_dir_and_no_lock(tmp_path: Path) 
     assert proc.returncode == 143, err
     assert error_line(err) == "error: interrupted (SIGTERM); files already written are kept"
     assert not run_dir.exists()
+
+
+def test_a_signal_after_summary_json_says_finished_keeps_the_finished_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scoring's window for a signal ends where summary.json is written: a signal in
+    the instant after that leaves the finished record as it is."""
+    import json
+
+    import regx.engine.run as run_module
+    from conftest import compose_config
+    from regx.config.build import build_spec
+    from regx.errors import RunInterrupted
+
+    finished = {"status": "finished", "test": {"acc": 0.5}}
+
+    def finalize_then_signal(trainer, *args, **kwargs):
+        (trainer.run_dir / "summary.json").write_text(json.dumps(finished))
+        raise RunInterrupted("interrupted by SIGTERM at the scoring after training", 15)
+
+    monkeypatch.setattr(run_module, "finalize_run", finalize_then_signal)
+    spec = build_spec(compose_config([*SMALL, "trainer.epochs=1", "trainer=smoke"]))
+    assert run_module.train(spec, tmp_path / "run") == finished
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == finished

@@ -141,6 +141,17 @@ def finalize_run(
     )
 
 
+def _finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """summary.json if it already says `finished` (a signal after it was written)."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("status") == "finished" else None
+
+
 def _log_resumed(trainer: Trainer, run_dir: Path) -> None:
     paused = trainer.state.paused
     epoch, step = (paused.epoch, paused.next_step) if paused else (trainer.state.epoch, 0)
@@ -183,8 +194,10 @@ def train(spec: RunSpec, run_dir: Path, figures: FigureWorker | None = None) -> 
         try:
             summary = finalize_run(trainer, started, phases, t0, figures) if main else {}
         except RunInterrupted as e:
-            write_status(run_dir, "interrupted", str(e), trainer.state, started)
-            raise
+            summary = _finished_summary(run_dir)
+            if summary is None:  # not written yet: the run stops here
+                write_status(run_dir, "interrupted", str(e), trainer.state, started)
+                raise
     if trainer.stop.requested:
         log.warning("%s arrived after the last epoch; the run finished", trainer.stop.signal_name)
     return summary

@@ -104,3 +104,32 @@ def test_a_resume_with_another_cache_dir_and_thread_count_continues_the_run(
     summary = read_summary(run_dir)
     assert summary["status"] == "finished" and summary["epochs_run"] == 40
     assert (tmp_path / "cache-b").is_dir()  # the resumed run read its data from the new cache
+
+
+def test_report_comparison_leaves_out_keys_that_change_no_number() -> None:
+    """shift.* keys the test shift does not read, label-noise keys at rate 0, a class map of
+    symmetric noise: two runs that differ only there are one experiment; the hash (resume,
+    skip_done) still sees every key."""
+    from regx.keys import comparison_config, config_hash
+
+    def cfg(shift_mode: str, strength: float, rate: float, kind: str = "symmetric") -> dict:
+        noise = {"rate": rate, "kind": kind, "class_map": {"1": 2}, "preset": None}
+        return {
+            "seed": 0,
+            "dataset": {"test_shift": shift_mode, "label_noise": noise},
+            "shift": {"strength": strength, "tilt": 2.0, "severity": 3},
+        }
+
+    assert comparison_config(cfg("none", 0.5, 0.0)) == comparison_config(cfg("none", 0.8, 0.0))
+    assert config_hash(cfg("none", 0.5, 0.0)) != config_hash(cfg("none", 0.8, 0.0))
+    assert comparison_config(cfg("none", 0.5, 0.0)) == {
+        "dataset.test_shift": "none",
+        "dataset.label_noise.rate": 0.0,
+    }
+    prior = comparison_config(cfg("prior", 0.5, 0.2))
+    assert prior["shift.strength"] == 0.5 and "shift.tilt" not in prior
+    assert "dataset.label_noise.class_map" not in prior and prior["dataset.label_noise.kind"]
+    asym = comparison_config(cfg("corrupt", 0.5, 0.2, "asymmetric"))
+    assert asym["dataset.label_noise.class_map"] == '{"1": 2}'
+    assert not [k for k in asym if k.startswith("dataset.label_noise.class_map.")]
+    assert {k for k in asym if k.startswith("shift.")} == {"shift.severity"}

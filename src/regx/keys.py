@@ -12,7 +12,8 @@ Roles:
 
 Derived here: `config_hash` (summary.json, checkpoints, `sweep.skip_done`) and
 `config_differences` (a resume's check) use experiment + evaluation + replicate keys;
-`regx report` groups runs by `comparison_config` (experiment + evaluation keys).
+`regx report` groups runs by `comparison_config` (experiment + evaluation keys, less those
+that change no number of the run: `unused_keys`).
 """
 
 from __future__ import annotations
@@ -96,9 +97,43 @@ def identity_config(config: dict[str, Any]) -> dict[str, Any]:
     return keys_with_roles(config, IDENTITY_ROLES)
 
 
+# The `shift.*` keys each test shift reads (regx.data.shift); with test_shift=none, none.
+SHIFT_MODE_KEYS: dict[str, tuple[str, ...]] = {
+    "prior": ("strength",),
+    "corrupt": ("kind", "severity"),
+    "subpop": ("score", "tilt", "keep"),
+}
+NOISE = "dataset.label_noise"
+
+
+def unused_keys(flat: dict[str, Any]) -> set[str]:
+    """Keys of a flattened config that change no number of the run: the shift keys its test
+    shift does not read, label-noise keys at rate 0, a class map or preset of non-asymmetric
+    noise."""
+    read = SHIFT_MODE_KEYS.get(str(flat.get("dataset.test_shift", "none")), ())
+    unused = {k for k in flat if k.startswith("shift.") and k.split(".")[1] not in read}
+    noise = {k for k in flat if k.startswith(f"{NOISE}.") and k != f"{NOISE}.rate"}
+    if not flat.get(f"{NOISE}.rate"):
+        unused |= noise
+    elif flat.get(f"{NOISE}.kind") != "asymmetric":
+        unused |= {k for k in noise if k.split(".")[2] in ("class_map", "preset")}
+    return unused
+
+
 def comparison_config(config: dict[str, Any]) -> dict[str, Any]:
-    """What `regx report` compares: the experiment and evaluation keys (not the seed)."""
-    return keys_with_roles(config, COMPARISON_ROLES)
+    """What `regx report` compares: the experiment and evaluation keys (not the seed) that
+    change a number of the run (`unused_keys` left out); a label-noise class map is one
+    value, not one key per class."""
+    compared = keys_with_roles(config, COMPARISON_ROLES)
+    unused = unused_keys(compared)
+    class_map = (config.get("dataset") or {}).get("label_noise", {}) or {}
+    class_map = class_map.get("class_map") if isinstance(class_map, dict) else None
+    out = {k: v for k, v in compared.items() if k not in unused}
+    per_class = [k for k in out if k.startswith(f"{NOISE}.class_map.")]
+    if isinstance(class_map, dict) and per_class:
+        out = {k: v for k, v in out.items() if k not in per_class}
+        out[f"{NOISE}.class_map"] = json.dumps(class_map, sort_keys=True, default=str)
+    return out
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ from regx.data.corruptions import KINDS, corrupt
 from regx.data.subpop import SCORES, subpop_indices
 from regx.data.types import ImageData
 from regx.errors import ConfigError, check, check_choice, check_range
+from regx.keys import SHIFT_MODE_KEYS
 from regx.params import Choice, Range, check_params
 
 log = logging.getLogger("regx")
@@ -91,14 +92,8 @@ class Shift:
         self.score, self.tilt, self.keep = score, float(tilt), float(keep)
 
     def describe(self, mode: str) -> dict[str, object]:
-        """The settings that matter for `mode`, for the record."""
-        if mode == "prior":
-            return {"mode": mode, "strength": self.strength}
-        if mode == "corrupt":
-            return {"mode": mode, "kind": self.kind, "severity": self.severity}
-        if mode == "subpop":
-            return {"mode": mode, "score": self.score, "tilt": self.tilt, "keep": self.keep}
-        return {"mode": mode}
+        """The settings that matter for `mode` (regx.keys.SHIFT_MODE_KEYS), for the record."""
+        return {"mode": mode, **{k: getattr(self, k) for k in SHIFT_MODE_KEYS.get(mode, ())}}
 
     def apply(self, data: ImageData, mode: str, seed: int) -> ImageData:
         check_choice("test_shift", mode, MODES)

@@ -236,6 +236,12 @@ def test_a_run_whose_data_moved_is_evaluated_from_the_new_dataset_root(tmp_path)
     _, summary = evaluate(run_dir, [f"dataset.root={tmp_path / 'moved'}"])
     assert summary["val"] == trained["val"]
     assert summary["test"]["acc"] == pytest.approx(trained["test"]["acc"], abs=1e-12)
+    # the same images under another class name are not the run's data
+    for split in ("train", "test"):
+        (tmp_path / "moved" / split / "class1").rename(tmp_path / "moved" / split / "other")
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(DataError, match=re.escape("(class0, other) are not the run's (class0")):
+        evaluate(run_dir, [f"dataset.root={tmp_path / 'moved'}"])
 
 
 def test_eval_folder_names_keep_values_readable_and_say_what_they_leave_out():

@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,10 +208,21 @@ def evaluate(
         run_dir, trained, spec, run.model, run.checkpoint, run.checkpoint_epoch, same_test_set, list(overrides), out,
         run_choices(run_dir), robustness or RobustnessRequest(),
     )  # fmt: skip
-    try:
-        return out, evaluate_run(request)
-    except BaseException:
-        # an evaluation that wrote nothing leaves no folder holding only its config
+    return out, _scored_into(out, created, lambda: evaluate_run(request))
+
+
+def _scored_into(out: Path, created: bool, score: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`score()`; if it fails, or a signal ends the command inside an import, a folder this
+    evaluation created and wrote nothing but its config into is removed."""
+    from regx.engine.signals import before_leaving_mid_import
+
+    def drop_if_unwritten() -> None:
         if created and {p.name for p in out.iterdir()} <= {"config.yaml"}:
             shutil.rmtree(out, ignore_errors=True)
+
+    try:
+        with before_leaving_mid_import(drop_if_unwritten):
+            return score()
+    except BaseException:
+        drop_if_unwritten()
         raise

@@ -76,6 +76,18 @@ def check_same_validation(run_dir: Path, val_labels: Any) -> None:
         )
 
 
+def recorded_classes(run_dir: Path, default: list[str]) -> list[str]:
+    """The classes the run trained on, as its summary.json records them (`default` if it
+    records none): the data read now, e.g. from a dataset.root it moved to, must match."""
+    import json
+
+    try:
+        classes = json.loads((run_dir / "summary.json").read_text())["dataset"]["classes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return list(default)
+    return [str(c) for c in classes] if isinstance(classes, list) else list(default)
+
+
 def check_same_classes(trained: list[str], test: list[str]) -> None:
     """The model's outputs are the run's classes, in its order: a test set must have the
     same ones (labels are indices into the class list), or the scores are meaningless."""
@@ -117,6 +129,7 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     configure_runtime(device, s.deterministic, s.threads, reuse_host_memory=s.reuse_host_memory)
     seed_everything(spec.seed)
     prep = prepare_data(req.trained, device)
+    check_same_classes(recorded_classes(req.run_dir, prep.data.classes), list(prep.data.classes))
     check_same_validation(req.run_dir, prep.val_y)
     test = prep.data if req.same_test_set else spec.dataset.load(seed=spec.seed)
     check_same_classes(list(prep.data.classes), list(test.classes))

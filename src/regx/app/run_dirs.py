@@ -69,7 +69,9 @@ class FinishedRunError(UserError):
 
 
 def summary_of(run_dir: Path) -> dict[str, Any] | None:
-    """The run's summary.json as a dict; None if absent or not a JSON object."""
+    """The run's summary.json as a dict; None if absent or not a JSON object. (The engine's
+    `outputs.summary_of` is the same; this layer's own keeps torch out of the commands that
+    only look at run dirs.)"""
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):

@@ -114,7 +114,7 @@ class Shift:
                 "test_size": len(keep),
                 "class_counts": counts.tolist(),
             }
-            warn_emptied_classes(data, keep, "shift.strength", self.strength)
+            warn_emptied_classes(data, counts, "shift.strength", self.strength)
             return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         if mode == "corrupt":
             shifted = corrupt(data.test_x, self.kind, self.severity, corruption_generator(seed))
@@ -135,7 +135,8 @@ class Shift:
             fix = f"raise shift.keep to at least {needed:g}"
             check_shifted_size(len(keep), data, "shift.keep", self.keep, fix)
             info["test_shift"] = realized.as_dict()
-            warn_emptied_classes(data, keep, "shift.keep", self.keep)
+            kept_counts = torch.bincount(data.test_y[keep], minlength=data.num_classes)
+            warn_emptied_classes(data, kept_counts, "shift.keep", self.keep)
             return replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep], info=info)
         return replace(data, info=info)
 
@@ -161,10 +162,10 @@ def check_shifted_size(kept: int, data: ImageData, key: str, value: float, fix: 
     )
 
 
-def warn_emptied_classes(data: ImageData, keep: torch.Tensor, key: str, value: float) -> None:
-    """One warning naming the classes that had test images and have none after the shift."""
+def warn_emptied_classes(data: ImageData, after: torch.Tensor, key: str, value: float) -> None:
+    """One warning naming the classes that had test images and have none after the shift
+    (`after`: the shifted test set's images per class)."""
     before = torch.bincount(data.test_y, minlength=data.num_classes)
-    after = torch.bincount(data.test_y[keep], minlength=data.num_classes)
     emptied = [data.classes[c] for c in range(data.num_classes) if before[c] > 0 and after[c] == 0]
     if emptied:
         shown = ", ".join(emptied[:6]) + (", …" if len(emptied) > 6 else "")

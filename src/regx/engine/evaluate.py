@@ -76,15 +76,10 @@ def check_same_validation(run_dir: Path, val_labels: Any) -> None:
         )
 
 
-def recorded_classes(run_dir: Path, default: list[str]) -> list[str]:
+def recorded_classes(trained_summary: dict[str, Any], default: list[str]) -> list[str]:
     """The classes the run trained on, as its summary.json records them (`default` if it
     records none): the data read now, e.g. from a dataset.root it moved to, must match."""
-    import json
-
-    try:
-        classes = json.loads((run_dir / "summary.json").read_text())["dataset"]["classes"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return list(default)
+    classes = (trained_summary.get("dataset") or {}).get("classes")
     return [str(c) for c in classes] if isinstance(classes, list) else list(default)
 
 
@@ -129,7 +124,10 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     configure_runtime(device, s.deterministic, s.threads, reuse_host_memory=s.reuse_host_memory)
     seed_everything(spec.seed)
     prep = prepare_data(req.trained, device)
-    check_same_classes(recorded_classes(req.run_dir, prep.data.classes), list(prep.data.classes))
+    trained_summary = outputs.summary_of(req.run_dir) or {}
+    check_same_classes(
+        recorded_classes(trained_summary, prep.data.classes), list(prep.data.classes)
+    )
     check_same_validation(req.run_dir, prep.val_y)
     test = prep.data if req.same_test_set else spec.dataset.load(seed=spec.seed)
     check_same_classes(list(prep.data.classes), list(test.classes))
@@ -158,7 +156,7 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
         open_classes=list(test.open_classes),
     )
     scored = score_model(ev)
-    summary = _summary(req, scored.sections, prep, test, device)
+    summary = _summary(req, scored.sections, prep, test, device, trained_summary)
     temperature = scored.sections["temperature"]
     summary.update(robustness_sections(req.robustness, ev, req.trained, temperature))
     summary["eval_time_s"] = time.perf_counter() - t0
@@ -175,10 +173,8 @@ def _summary(
     prep: Prepared,
     test: ImageData,
     device: torch.device,
+    trained_summary: dict[str, Any],
 ) -> dict[str, Any]:
-    trained_summary = {}
-    if (req.run_dir / "summary.json").is_file():
-        trained_summary = outputs.read_json(req.run_dir / "summary.json")
     s = req.spec.trainer
     summary: dict[str, Any] = {"status": "finished", **sections, "split": dict(prep.split.info)}
     summary["shift"] = test.info.get("test_shift", {"mode": "none"})

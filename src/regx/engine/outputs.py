@@ -37,6 +37,15 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def summary_of(run_dir: Path) -> dict[str, Any] | None:
+    """The run's summary.json as a dict; None if absent or not a JSON object."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """All epochs so far, one row each; columns in first-seen order (union over rows)."""
     columns: list[str] = []

@@ -143,13 +143,8 @@ def finalize_run(
 
 def _finished_summary(run_dir: Path) -> dict[str, Any] | None:
     """summary.json if it already says `finished` (a signal after it was written)."""
-    import json
-
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) and summary.get("status") == "finished" else None
+    summary = outputs.summary_of(run_dir)
+    return summary if summary is not None and summary.get("status") == "finished" else None
 
 
 def _log_resumed(trainer: Trainer, run_dir: Path) -> None:

@@ -17,9 +17,9 @@ from regx.config import compose_config  # the real config, as `regx train` compo
 
 # Keep tests on the CPU, quiet and single-threaded so they run alike everywhere.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-# The fault tests plug in their own loss classes (tests/fault_plugins.py) the way a user
+# The fault tests plug in their own classes (tests/fault_plugins.py, fault_callbacks.py) as a user
 # does: Hydra 1.4 instantiates only targets the user trusts (regx.config.hydra_compat).
-os.environ["REGX_TRUSTED_TARGETS"] = "fault_plugins.*"
+os.environ["REGX_TRUSTED_TARGETS"] = "fault_plugins.*,fault_callbacks.*"
 
 FAST = ["trainer.progress=false", "trainer.threads=1"]
 

@@ -30,7 +30,7 @@ from fault_helpers import (
     regx_process,
     wait_for,
 )
-from regx.engine.checkpoint import atomic_write_bytes
+from regx.engine.files import atomic_write_bytes
 from regx.errors import RunInterrupted
 
 # 768 synthetic images: 76 validate, 692 train = 10 steps of 64 per epoch

@@ -389,3 +389,47 @@ def test_a_signal_after_summary_json_says_finished_keeps_the_finished_run(
     spec = build_spec(compose_config([*SMALL, "trainer.epochs=1", "trainer=smoke"]))
     assert run_module.train(spec, tmp_path / "run") == finished
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == finished
+
+
+CALLBACK = "+hydra.callbacks.signal._target_=fault_callbacks.SignalBeforeJob"
+
+
+@pytest.mark.parametrize("inside_import", [False, True])
+def test_a_signal_before_the_job_body_leaves_no_run_dir(
+    tmp_path: Path, inside_import: bool
+) -> None:
+    """SIGTERM after Hydra has made the run dir and written .hydra/ and train.log, before
+    regx's job body (and its own cleanup) runs: also no run dir, nor the folders Hydra made
+    above it up to out_dir; the same when the signal lands inside an import."""
+    from fault_helpers import regx_process
+
+    out_dir = tmp_path / "out"
+    args = [*SMALL, f"out_dir={out_dir}", CALLBACK]
+    if inside_import:
+        args.append("+hydra.callbacks.signal.inside_import=true")
+    proc = regx_process(["train", *args], cwd=tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert error_line(err) == "error: interrupted (SIGTERM); files already written are kept"
+    assert not out_dir.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing in the working dir
+
+
+def test_a_signal_before_a_resumed_jobs_body_leaves_the_run_as_it_was(tmp_path: Path) -> None:
+    """The same window in `regx train --resume RUN`: Hydra has rewritten RUN/.hydra/; the
+    run's own files are put back and nothing else changes."""
+    from fault_helpers import regx_process
+
+    run_dir = tmp_path / "run"
+    code, _, err = hydra_in_process(
+        [*SMALL, *plugin(STEPS_PER_EPOCH + 3, tmp_path / "fired", 2), f"hydra.run.dir={run_dir}"]
+    )
+    assert code == 130, err
+    before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    proc = regx_process(["train", "--resume", str(run_dir), CALLBACK], cwd=tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert error_line(err) == "error: interrupted (SIGTERM); files already written are kept"
+    after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after.keys() == before.keys()
+    assert [name for name in before if after[name] != before[name]] == []

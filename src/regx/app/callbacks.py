@@ -72,7 +72,7 @@ def exit_if_jobs_failed(config: DictConfig, sweep_dir: Path) -> None:
 
     SystemExit, not an Exception: Hydra would turn an Exception from a callback into a
     warning; `regx train` prints the message and exits 1."""
-    from regx.app.run_dirs import summary_of
+    from regx.engine.files import summary_of
 
     sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
     if sweeper != hydra_compat.BASIC_SWEEPER:
@@ -132,7 +132,7 @@ class JobMark:
 
 def run_status(run_dir: Path) -> str | None:
     """The `status` of the run's summary.json; None when it has none or cannot be read."""
-    from regx.app.run_dirs import summary_of
+    from regx.engine.files import summary_of
 
     summary = summary_of(run_dir)
     return None if summary is None else summary.get("status")

@@ -146,7 +146,7 @@ def _run_overrides(run_dir: Path) -> list[str]:
 
 
 def _warn_if_unfinished(run_dir: Path) -> None:
-    from regx.app.run_dirs import summary_of
+    from regx.engine.files import summary_of
 
     status = (summary_of(run_dir) or {}).get("status", "unknown")
     if status != "finished":

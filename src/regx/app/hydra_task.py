@@ -31,6 +31,7 @@ from regx.engine.signals import (
     before_leaving_mid_import,
     interrupt_exit,
     leave_now,
+    noting_signal,
     signal_received,
 )
 from regx.errors import DataError, Interrupted, RunInterrupted, UserError
@@ -343,6 +344,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     """Run the Hydra app on `args`; returns the exit code."""
     import hydra
 
+    from regx.app import run_dirs
     from regx.app.run_lock import mark_launcher
     from regx.app.sweeps import prefer_regx_plugin_configs
     from regx.config import hydra_compat
@@ -363,11 +365,14 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     if not debug_mode():
         sys.stderr = gate
     code: Any = 0
+    # the job's own cleanup is armed while `_train` runs; before that this one is needed
+    before_job = run_dirs.BeforeJobBody(_train.__code__)
     try:
         # regx's conf/hydra/launcher/*.yaml and sweeper/*.yaml over the plugins' same-named
         # ones; behind the gate, since Hydra warns here about a plugin that fails to import
         prefer_regx_plugin_configs(config_dir())
-        main()
+        with noting_signal(before_job.note), before_leaving_mid_import(before_job.leave):
+            main()
     except SystemExit as e:
         code = e.code
     except KeyboardInterrupt as e:
@@ -382,6 +387,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         return code
     finally:
         sys.argv, sys.stderr = saved_argv, saved_stderr
+        before_job.leave()  # a dir Hydra made for a job a signal ended before it began
         if distributed.launched_by_torchrun():
             distributed.shutdown()
     return _exit_code(code, gate, args)

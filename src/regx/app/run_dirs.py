@@ -11,9 +11,10 @@
   before Hydra starts (`--resume RUN`, a literal `hydra.run.dir=RUN`), such a command is
   refused before anything is written.
 - A single run that fails before training starts (a bad value, data that cannot be
-  loaded) leaves no run dir: Hydra's files are removed again, and the empty folders above
-  them up to `out_dir`. In a sweep the job's folder stays, with `status: failed`, so that
-  the sweep's report accounts for every job.
+  loaded, a signal, also one before the job body runs) leaves no run dir: Hydra's files
+  are removed again, and the empty folders above them up to `out_dir`. In a sweep the
+  job's folder stays, with `status: failed`, so that the sweep's report accounts for
+  every job.
 - A folder that exists and holds no regx run is not made a run dir (its files would be
   overwritten): name a new or empty one.
 """
@@ -21,16 +22,16 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 from regx.app.run_lock import LOCK_NAME, RunLock
+from regx.engine.files import HYDRA_FILES, put_back_hydra_files, read_hydra_files, summary_of
 from regx.errors import ConfigError, UserError
 
 KEPT_DIR = "kept"  # under .hydra/: the first launch's Hydra files
-HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # as regx.engine.resume
 # Hydra's flags that print or check instead of running a job
 NO_JOB_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "-sc")
 # Hydra's modes, of which a command line may name one
@@ -68,17 +69,6 @@ class FinishedRunError(UserError):
     keeps_run_files = True
 
 
-def summary_of(run_dir: Path) -> dict[str, Any] | None:
-    """The run's summary.json as a dict; None if absent or not a JSON object. (The engine's
-    `outputs.summary_of` is the same; this layer's own keeps torch out of the commands that
-    only look at run dirs.)"""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
 def is_finished(run_dir: Path) -> bool:
     summary = summary_of(run_dir)
     return summary is not None and summary.get("status") == "finished"
@@ -109,8 +99,6 @@ def keep_hydra_files(run_dir: Path) -> None:
 
     A folder that holds no run files yet never trained: kept/ from an earlier launch that
     stopped before training (Ctrl-C while loading data) describes no run, and is replaced."""
-    from regx.engine.resume import read_hydra_files
-
     kept = run_dir / ".hydra" / KEPT_DIR
     if _holds_run_files(run_dir):
         return
@@ -142,8 +130,6 @@ def kept_hydra_files(run_dir: Path) -> dict[str, str]:
 
 def restore_hydra_files(run_dir: Path) -> None:
     """Put the run's own .hydra/ files back over those this launch's Hydra wrote."""
-    from regx.engine.resume import put_back_hydra_files
-
     with contextlib.suppress(OSError):
         put_back_hydra_files(run_dir, kept_hydra_files(run_dir))
 
@@ -180,6 +166,49 @@ def remove_unstarted_run(run_dir: Path, out_dir: Path) -> None:
         except OSError:
             return
         folder = folder.parent
+
+
+class BeforeJobBody:
+    """A signal after Hydra has made a single run's dir but before the job's own cleanup is
+    armed: Hydra writes .hydra/ and train.log first, then the job imports torch.
+
+    `note(frame)` (called from the signal handler, `engine.signals.noting_signal`) keeps
+    Hydra's config of the job, unless `job_code` (the code that runs with the job's cleanup
+    armed) is on the frame's stack; `leave()` then treats its dir as a job that failed
+    before training: removed when it holds only Hydra's files (and no lock: another
+    process may be loading data there), an existing run's own .hydra/ files put back
+    otherwise. A sweep's jobs are left as they are."""
+
+    def __init__(self, job_code: CodeType) -> None:
+        self.job_code = job_code
+        self.hydra_cfg: Any = None
+
+    def note(self, frame: FrameType | None) -> None:
+        while frame is not None:
+            if frame.f_code is self.job_code:
+                return  # the job sees to its dir
+            frame = frame.f_back
+        from hydra.core.hydra_config import HydraConfig
+
+        self.hydra_cfg = HydraConfig.instance().cfg  # Hydra resets it while unwinding
+
+    def leave(self) -> None:
+        from hydra.types import RunMode
+        from omegaconf import OmegaConf
+
+        hc, self.hydra_cfg = self.hydra_cfg, None
+        if hc is None or OmegaConf.select(hc, "hydra.mode", default=None) != RunMode.RUN:
+            return
+        output_dir = OmegaConf.select(hc, "hydra.runtime.output_dir", default=None)
+        run_dir = Path(str(output_dir)) if output_dir else None
+        if run_dir is None or not run_dir.is_dir():
+            return  # the signal came before Hydra made it
+        if not holds_only_hydra_files(run_dir):
+            restore_hydra_files(run_dir)
+        elif not (run_dir / LOCK_NAME).exists():
+            # Hydra's config node keeps the whole config as its parent
+            out_dir = OmegaConf.select(hc.hydra, "..out_dir", default=None)
+            remove_unstarted_run(run_dir, Path(str(out_dir)) if out_dir else run_dir)
 
 
 # -- one job in its run dir -------------------------------------------------------------------

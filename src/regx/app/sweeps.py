@@ -176,7 +176,7 @@ def summary_value(summary: dict[str, Any], key: str) -> float:
 
 def failure_reason(run_dir: Path) -> str:
     """What a run's summary.json says about why it gave no objective value."""
-    from regx.app.run_dirs import summary_of
+    from regx.engine.files import summary_of
 
     summary = summary_of(run_dir)
     if summary is None:

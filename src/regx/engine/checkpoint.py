@@ -1,12 +1,8 @@
-"""Atomic checkpoints: write to a temp file in the same folder, fsync, rename, fsync the folder.
-
-A crash (or SIGKILL) during a save leaves the previous checkpoint intact: readers only ever
-see a complete old file or a complete new one.
-"""
+"""Atomic checkpoints (`engine.files.atomic_write_bytes`): a crash (or SIGKILL) during a save
+leaves the previous checkpoint intact."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 from pathlib import Path
@@ -15,34 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from regx.engine.files import atomic_write_bytes
 from regx.errors import DataError
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(file)` on a temp file next to `path`, then atomically replace `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if e.filename is None:  # a failed write names no file: name the one being written
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-        raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some file systems cannot fsync a directory
-        pass
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

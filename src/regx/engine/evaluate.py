@@ -13,7 +13,7 @@ import torch
 
 from regx.data.augment import Normalize
 from regx.data.types import ImageData
-from regx.engine import outputs
+from regx.engine import files, outputs
 from regx.engine.checkpoint import load_checkpoint
 from regx.engine.device import configure_runtime, seed_everything, use_channels_last
 from regx.engine.environment import device_name, versions
@@ -124,7 +124,7 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     configure_runtime(device, s.deterministic, s.threads, reuse_host_memory=s.reuse_host_memory)
     seed_everything(spec.seed)
     prep = prepare_data(req.trained, device)
-    trained_summary = outputs.summary_of(req.run_dir) or {}
+    trained_summary = files.summary_of(req.run_dir) or {}
     check_same_classes(
         recorded_classes(trained_summary, prep.data.classes), list(prep.data.classes)
     )

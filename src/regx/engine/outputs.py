@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from regx.engine.checkpoint import atomic_write_bytes
+from regx.engine.files import atomic_write_bytes
 
 
 def _jsonable(value: Any) -> Any:
@@ -35,15 +35,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
-
-
-def summary_of(run_dir: Path) -> dict[str, Any] | None:
-    """The run's summary.json as a dict; None if absent or not a JSON object."""
-    try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -5,25 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from regx.engine.checkpoint import RESUME_FIX, atomic_write_bytes, load_checkpoint
+from regx.engine.checkpoint import RESUME_FIX, load_checkpoint
+from regx.engine.files import put_back_hydra_files
 from regx.engine.spec import RunSpec
 from regx.errors import DataError, ResumeMismatchError
 from regx.keys import config_differences, config_hash
 
-HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 # what `Trainer.restore_from` reads from last.pt
 RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "loss", "train_state", "rng")
-
-
-def read_hydra_files(run_dir: Path) -> dict[str, str]:
-    """The text of the run's .hydra/*.yaml (empty outside Hydra, e.g. in-process tests)."""
-    folder = run_dir / ".hydra"
-    return {n: (folder / n).read_text() for n in HYDRA_FILES if (folder / n).is_file()}
-
-
-def put_back_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        atomic_write_bytes(run_dir / ".hydra" / name, lambda f, t=text: f.write(t.encode()))
 
 
 def read_resume_checkpoint(

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from regx.engine import distributed, outputs
+from regx.engine import distributed, files, outputs
 from regx.engine.environment import device_name, versions
 from regx.engine.loggers import Trackers
 from regx.engine.resume import read_resume_checkpoint
@@ -143,7 +143,7 @@ def finalize_run(
 
 def _finished_summary(run_dir: Path) -> dict[str, Any] | None:
     """summary.json if it already says `finished` (a signal after it was written)."""
-    summary = outputs.summary_of(run_dir)
+    summary = files.summary_of(run_dir)
     return summary if summary is not None and summary.get("status") == "finished" else None
 
 

@@ -91,11 +91,16 @@ class InterruptOutsideTraining:
         self.command_ran = False  # a `raising()` block has been entered
         # run before leaving mid-import, where no exception can carry them out (see below)
         self.before_leaving: list[Callable[[], None]] = []
+        # told where the first signal landed, before anything is raised (`noting_signal`)
+        self.notes: list[Callable[[FrameType | None], None]] = []
         self._unraisablehook = sys.unraisablehook
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
+            for note in self.notes:
+                with contextlib.suppress(Exception):
+                    note(frame)
         if not self.raises:
             return
         if inside_import(frame):
@@ -153,6 +158,21 @@ def before_leaving_mid_import(cleanup: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         handler.before_leaving.remove(cleanup)
+
+
+@contextlib.contextmanager
+def noting_signal(note: Callable[[FrameType | None], None]) -> Iterator[None]:
+    """Within this block, the first signal calls `note(frame)` with the frame it landed in,
+    before it raises: for state that the exception's unwinding would reset."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not isinstance(handler, InterruptOutsideTraining):
+        yield
+        return
+    handler.notes.append(note)
+    try:
+        yield
+    finally:
+        handler.notes.remove(note)
 
 
 def signal_received() -> int | None:

@@ -29,12 +29,12 @@ from regx.engine.device import (
     use_channels_last,
 )
 from regx.engine.divergence import check_losses, check_weights, kept_files
+from regx.engine.files import read_hydra_files
 from regx.engine.hooks import CompileTimer, RunHook, TrackNoise, TrackTest
 from regx.engine.idle_settings import warn_idle_settings
 from regx.engine.optim import build_optimizer, build_scheduler, load_optimizer_state
 from regx.engine.predict import predict
 from regx.engine.progress import EpochProgress
-from regx.engine.resume import read_hydra_files
 from regx.engine.setup import build_model, cpu_has_bf16, make_batches, prepare_data
 from regx.engine.signals import StopRequest
 from regx.engine.spec import RunSpec

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regx.app.run_dirs import summary_of
+from regx.engine.files import summary_of
 from regx.errors import ConfigError, UserError, check_choice
 
 SAMPLERS = ("auto", "tpe", "random", "cmaes", "nsgaii")

@@ -260,6 +260,19 @@ def test_report_out_that_cannot_be_written_is_one_line(finished: Path, tmp_path:
     assert error_line(err).startswith(f"error: --out {target}: cannot write the report there (")
 
 
+def test_report_out_as_a_dangling_link_names_where_it_points(
+    finished: Path, tmp_path: Path
+) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    code, _, err = cli("report", str(finished), "--out", str(link))
+    assert code == 2
+    assert error_line(err) == (
+        f"error: --out {link} is a link to {tmp_path / 'gone'}, which does not exist: create "
+        "that folder, or pass another"
+    )
+
+
 def test_report_never_writes_into_a_run(finished: Path, tmp_path: Path) -> None:
     run_dir = copy_run(finished, tmp_path / "run")
     before = tree(run_dir)

@@ -195,6 +195,11 @@ def test_out_writes_the_report_into_a_new_folder_and_never_into_one_with_files(r
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == written
     with pytest.raises(UserError, match=re.escape("is a file")):
         evaluate(run_dir, [], out_dir=out / "report.md")
+    dangling = tmp_path / "link"
+    dangling.symlink_to(tmp_path / "gone")
+    with pytest.raises(UserError, match=re.escape(f"is a link to {tmp_path / 'gone'}, which")):
+        evaluate(run_dir, [], out_dir=dangling)
+    assert not (tmp_path / "gone").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert evaluate(run_dir, ["trainer.threads=1"], out_dir=empty)[0] == empty

@@ -12,6 +12,7 @@ are refused; the test set can change freely (`dataset.test_shift=corrupt shift.s
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -119,6 +120,11 @@ def _slug(overrides: list[str], limit: int = 60) -> str:
 
 def check_out_dir(out: Path) -> None:
     """`--out DIR`: a folder evaluate creates, or an empty one (nothing in it is replaced)."""
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(
+            "--out", out, f"is a link to {os.readlink(out)}, which does not exist: create "
+            "that folder, or pass another",
+        )  # fmt: skip
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", out, "is a file; pass a new or empty folder")
     if out.is_dir() and any(out.iterdir()):

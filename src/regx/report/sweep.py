@@ -305,6 +305,11 @@ def check_report_folder(out: Path) -> None:
             f"--out {out} is a run directory; the report would replace its report.md: "
             "pass --out another folder"
         )
+    if out.is_symlink() and not out.exists():
+        raise UserError(
+            f"--out {out} is a link to {os.readlink(out)}, which does not exist: create that "
+            "folder, or pass another"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".regx-report-{os.getpid()}.tmp"

@@ -145,34 +145,31 @@ class InterruptOutsideTraining:
             sys.unraisablehook = self._unraisablehook
 
 
-@contextlib.contextmanager
-def before_leaving_mid_import(cleanup: Callable[[], None]) -> Iterator[None]:
+def before_leaving_mid_import(cleanup: Callable[[], None]) -> contextlib.AbstractContextManager:
     """Within this block, `cleanup()` runs if a signal ends the command inside an import
     (where the `Interrupted` that `except`/`finally` blocks would see is never raised)."""
-    handler = signal.getsignal(signal.SIGINT)
-    if not isinstance(handler, InterruptOutsideTraining):
-        yield
-        return
-    handler.before_leaving.append(cleanup)
-    try:
-        yield
-    finally:
-        handler.before_leaving.remove(cleanup)
+    return _listed_while_inside("before_leaving", cleanup)
+
+
+def noting_signal(note: Callable[[FrameType | None], None]) -> contextlib.AbstractContextManager:
+    """Within this block, the first signal calls `note(frame)` with the frame it landed in,
+    before it raises: for state that the exception's unwinding would reset."""
+    return _listed_while_inside("notes", note)
 
 
 @contextlib.contextmanager
-def noting_signal(note: Callable[[FrameType | None], None]) -> Iterator[None]:
-    """Within this block, the first signal calls `note(frame)` with the frame it landed in,
-    before it raises: for state that the exception's unwinding would reset."""
+def _listed_while_inside(listing: str, fn: Callable[..., None]) -> Iterator[None]:
+    """`fn` in the command handler's list `listing` for the duration of the block (a no-op
+    where the handler is not regx's, e.g. in-process tests without the CLI)."""
     handler = signal.getsignal(signal.SIGINT)
     if not isinstance(handler, InterruptOutsideTraining):
         yield
         return
-    handler.notes.append(note)
+    getattr(handler, listing).append(fn)
     try:
         yield
     finally:
-        handler.notes.remove(note)
+        getattr(handler, listing).remove(fn)
 
 
 def signal_received() -> int | None:

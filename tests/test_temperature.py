@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq, minimize_scalar
 from scipy.special import log_softmax
 
 from regx.metrics.temperature import T_MAX, T_MIN, fit_temperature
@@ -17,6 +17,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # small fits, shared machine
 
 def np_nll(logits: np.ndarray, labels: np.ndarray, t: float, w: np.ndarray | None = None) -> float:
     per = -log_softmax(logits / t, axis=1)[np.arange(len(labels)), labels]
+    w = np.ones(len(labels)) if w is None else w
+    return float((w * per).sum() / w.sum())
+
+
+def np_slope(logits: np.ndarray, labels: np.ndarray, beta: float, w: np.ndarray | None) -> float:
+    """d NLL / d β at β = 1/T: the weighted mean of E_softmax(βz)[z] − z_y."""
+    p = np.exp(log_softmax(beta * logits, axis=1))
+    per = (p * logits).sum(axis=1) - logits[np.arange(len(labels)), labels]
     w = np.ones(len(labels)) if w is None else w
     return float((w * per).sum() / w.sum())
 
@@ -53,6 +61,11 @@ def test_the_fit_is_the_minimizer_found_by_an_independent_search():
         options={"xatol": 1e-10},
     )
     assert fit.temperature == pytest.approx(math.exp(ref.x), rel=1e-4)
+    # exact: the root of NLL'(β), β = 1/T, found by an independent bracketing solver
+    root = brentq(
+        lambda beta: np_slope(logits, labels, beta, weights), 1 / T_MAX, 1 / T_MIN, xtol=1e-15
+    )
+    assert fit.temperature == pytest.approx(1 / root, rel=1e-10)
     assert fit.val_nll_after == pytest.approx(
         np_nll(logits, labels, fit.temperature, weights), abs=1e-9
     )

@@ -4,9 +4,15 @@ T minimizes the (optionally importance-weighted) validation NLL
 
     NLL(T) = Σ_i w_i·[logsumexp_k(z_ik / T) − z_iy / T] / Σ_i w_i,
 
-a convex function of β = 1/T, hence unimodal in log T. The search runs over log T with
-L-BFGS in float64 (so T stays positive), and the result is projected onto
-[t_min, t_max]; for a unimodal function that projection is the constrained minimizer.
+a convex function of β = 1/T, with
+
+    NLL′(β) = Σ_i w_i·(E_{p_i}[z_i] − z_iy) / Σ_i w_i,   NLL″(β) = Σ_i w_i·Var_{p_i}[z_i] / Σ_i w_i ≥ 0,
+
+p_i = softmax(β·z_i). The minimizer over β ∈ [1/t_max, 1/t_min] is a bound where NLL′ has
+one sign on the whole interval, else the root of NLL′, found in float64 by Newton's method
+kept inside a bracket that shrinks with every step (bisection where Newton would leave
+it): exact to float64 rounding, where a general optimizer stops once the loss changes by
+less than its tolerance.
 
 When is the fit ill-posed? If no validation example (with w > 0) has another logit
 strictly above its true-class logit, every term of NLL(T) decreases as T → 0: there is no
@@ -98,7 +104,6 @@ def fit_temperature(
     weights: torch.Tensor | None = None,
     t_min: float = T_MIN,
     t_max: float = T_MAX,
-    max_iter: int = 200,
 ) -> TemperatureFit:
     """The T in [t_min, t_max] minimizing NLL of `logits / T` on (`logits`, `labels`, `weights`)."""
     if len(labels) == 0:
@@ -111,25 +116,44 @@ def fit_temperature(
     if not has_errors(z, y, w):
         return TemperatureFit(1.0, "no_errors", nll_one, nll_one, t_min, t_max)
 
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = scaled_nll(z, y, w, log_t.exp())
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    lo, hi = math.log(t_min), math.log(t_max)
-    found = float(log_t.detach())
-    if not math.isfinite(found):
-        return TemperatureFit(1.0, "no_improvement", nll_one, nll_one, t_min, t_max)
-    # Projection onto the bounds; a tolerance so a minimizer sitting on a bound counts as there.
-    at_bound = found <= lo + 1e-9 or found >= hi - 1e-9
-    t = math.exp(min(max(found, lo), hi))
+    beta, at_bound = minimizing_beta(z, y, w, 1.0 / t_max, 1.0 / t_min)
+    t = 1.0 / beta
     with torch.no_grad():
         nll_t = float(scaled_nll(z, y, w, t))
-    if not (math.isfinite(nll_t) and nll_t <= nll_one):
+    if not (math.isfinite(nll_t) and nll_t <= nll_one + 1e-12 * abs(nll_one)):  # float rounding
         return TemperatureFit(1.0, "no_improvement", nll_one, nll_one, t_min, t_max)
     return TemperatureFit(t, "at_bound" if at_bound else "fitted", nll_one, nll_t, t_min, t_max)
+
+
+def nll_slope(
+    z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, beta: float
+) -> tuple[float, float]:
+    """(NLL′(β), NLL″(β)) of the module docstring."""
+    p = torch.softmax(beta * z, dim=1)
+    mean = (p * z).sum(dim=1)
+    first = mean - z.gather(1, y[:, None]).squeeze(1)
+    second = (p * (z - mean[:, None]) ** 2).sum(dim=1)
+    if w is None:
+        return float(first.mean()), float(second.mean())
+    return float((w * first).sum() / w.sum()), float((w * second).sum() / w.sum())
+
+
+def minimizing_beta(
+    z: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, lo: float, hi: float
+) -> tuple[float, bool]:
+    """(β in [lo, hi] minimizing NLL, whether it is a bound): see the module docstring."""
+    if nll_slope(z, y, w, lo)[0] >= 0:
+        return lo, True
+    if nll_slope(z, y, w, hi)[0] <= 0:
+        return hi, True
+    beta = min(max(1.0, lo), hi)
+    for _ in range(200):
+        slope, curvature = nll_slope(z, y, w, beta)
+        if slope == 0:
+            break
+        lo, hi = (beta, hi) if slope < 0 else (lo, beta)  # the root stays inside [lo, hi]
+        newton = beta - slope / curvature if curvature > 0 else math.nan
+        previous, beta = beta, newton if lo < newton < hi else 0.5 * (lo + hi)
+        if abs(beta - previous) <= 1e-15 * beta or hi - lo <= 1e-15 * hi:
+            break
+    return beta, False

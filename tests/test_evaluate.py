@@ -257,3 +257,24 @@ def test_eval_folder_names_keep_values_readable_and_say_what_they_leave_out():
     assert _slug(four) == "dataset.test_shift=subpop_shift.score=ink_shift.tilt=50_and-1-more"
     assert _slug(["shift.kind='blur'", "a b=c/d"]) == "shift.kind=blur_a-b=c-d"
     assert _slug([]) == "as-trained"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ['{"status": "fini', "[1, 2]", '{"status": "finished", "dataset": [1]}',
+     '{"status": "finished", "dataset": {"classes": "abc", "mean": [1]}}'],
+)  # fmt: skip
+def test_a_damaged_summary_json_is_scored_as_if_absent(run, tmp_path, capsys, damage):
+    """summary.json cut short, not an object, or with a `dataset` record regx did not write:
+    the run is scored all the same (statistics from its training data), the same numbers."""
+    run_dir, trained = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval"))
+    (copy / "summary.json").write_text(damage)
+    _, scored = evaluate(copy, ["trainer.threads=1"])
+    assert scored["test"]["acc"] == trained["test"]["acc"]
+    assert scored["test"]["nll"] == pytest.approx(trained["test"]["nll"], abs=1e-6)
+    err = capsys.readouterr().err
+    if not damage.startswith('{"status": "finished"'):
+        assert f"warning: {copy / 'summary.json'} is unreadable (not a JSON object)" in err
+    assert (copy / "summary.json").read_text() == damage  # never rewritten

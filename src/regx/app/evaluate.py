@@ -154,7 +154,15 @@ def _run_overrides(run_dir: Path) -> list[str]:
 def _warn_if_unfinished(run_dir: Path) -> None:
     from regx.engine.files import summary_of
 
-    status = (summary_of(run_dir) or {}).get("status", "unknown")
+    summary = summary_of(run_dir)
+    if summary is None and (run_dir / "summary.json").exists():
+        print(
+            f"warning: {run_dir / 'summary.json'} is unreadable (not a JSON object): scoring "
+            "the best weights the run saved, with the dataset statistics of its training data",
+            file=sys.stderr,
+        )
+        return
+    status = (summary or {}).get("status", "unknown")
     if status != "finished":
         print(
             f"warning: {run_dir} did not finish (summary.json: status {status}): scoring "

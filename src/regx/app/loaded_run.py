@@ -59,11 +59,10 @@ class LoadedRun:
 def _dataset_record(run_dir: Path, spec: Any) -> dict[str, Any]:
     """summary.json's `dataset` (shape, classes, mean/std); runs without the statistics
     recorded get them from their training data, loaded as the run loaded it."""
-    from regx.engine.outputs import read_json
+    from regx.engine.files import summary_of
 
-    path = run_dir / "summary.json"
-    record = (read_json(path).get("dataset") or {}) if path.is_file() else {}
-    if record.get("mean") and record.get("classes"):
+    record = (summary_of(run_dir) or {}).get("dataset")  # a damaged summary: as if absent
+    if _complete_record(record):
         return record
     data = spec.dataset.load(seed=spec.seed)
     return {
@@ -74,6 +73,21 @@ def _dataset_record(run_dir: Path, spec: Any) -> dict[str, Any]:
         "mean": list(data.mean),
         "std": list(data.std),
     }
+
+
+def _complete_record(record: Any) -> bool:
+    """Whether summary.json's `dataset` holds everything `load_run` reads, as regx writes it."""
+    if not isinstance(record, dict):
+        return False
+    ints = all(isinstance(record.get(k), int) for k in ("num_classes", "channels"))
+    lists = all(isinstance(record.get(k), list) and record[k] for k in ("classes", "mean", "std"))
+    if not (ints and lists and isinstance(record.get("image_size"), (int, list))):
+        return False
+    stats = [*record["mean"], *record["std"]]
+    same_length = len(record["mean"]) == len(record["std"]) == record["channels"]
+    return same_length and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in stats
+    )
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:

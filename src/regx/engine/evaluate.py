@@ -79,7 +79,8 @@ def check_same_validation(run_dir: Path, val_labels: Any) -> None:
 def recorded_classes(trained_summary: dict[str, Any], default: list[str]) -> list[str]:
     """The classes the run trained on, as its summary.json records them (`default` if it
     records none): the data read now, e.g. from a dataset.root it moved to, must match."""
-    classes = (trained_summary.get("dataset") or {}).get("classes")
+    record = trained_summary.get("dataset")
+    classes = record.get("classes") if isinstance(record, dict) else None
     return [str(c) for c in classes] if isinstance(classes, list) else list(default)
 
 

@@ -315,6 +315,24 @@ def test_sweep_groups_runs_that_differ_only_by_seed(sweep_dir, tmp_path):
     assert f"running (pid {os.getpid()}); 1 epoch(s) in metrics.csv" in text
 
 
+def test_runs_reached_through_links_are_found_once_and_a_link_loop_ends(tmp_path):
+    from regx.report.runs import find_run_dirs
+
+    elsewhere = tmp_path / "elsewhere"
+    for seed in range(3):
+        make_run(elsewhere, f"sweep/{seed}", seed=seed, summary=finished(0.9, 0.1, 0.05, 0.3, 0.9))
+    root = tmp_path / "root"
+    make_run(root, "own", seed=7)
+    (root / "nested").mkdir()
+    (root / "nested" / "linked_sweep").symlink_to(elsewhere / "sweep")
+    (root / "nested" / "again").symlink_to(elsewhere / "sweep")  # the same runs twice
+    (root / "nested" / "loop").symlink_to(root)
+    found = find_run_dirs([root])
+    assert sorted(p.resolve() for p in found) == sorted(
+        [(root / "own").resolve(), *((elsewhere / "sweep" / str(s)).resolve() for s in range(3))]
+    )
+
+
 def test_runs_csv_has_one_row_per_run_with_every_digit(sweep_dir):
     root, values = sweep_dir
     sweep_report([root], echo=False, plot=False)

@@ -117,16 +117,22 @@ def _reason(e: Exception) -> str:
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
-    """Every folder under `paths` with a `.hydra/config.yaml` (not looking inside runs)."""
+    """Every folder under `paths` with a `.hydra/config.yaml` (not looking inside runs),
+    following links to folders; each folder is looked at once, so a link loop ends."""
     found: list[Path] = []
+    seen: set[Path] = set()
     for root in paths:
         root = Path(root)
         if not root.exists():
             raise UserError(f"{root}: no such file or directory")
         if not root.is_dir():
             raise UserError(f"{root} is not a directory; pass a run or sweep directory")
-        for dirpath, dirnames, _ in os.walk(root):
+        for dirpath, dirnames, _ in os.walk(root, followlinks=True):
             here = Path(dirpath)
+            if here.resolve() in seen:
+                dirnames[:] = []
+                continue
+            seen.add(here.resolve())
             if (here / ".hydra" / "config.yaml").is_file():
                 found.append(here)
                 dirnames[:] = []  # a run's own subfolders (checkpoints, eval) hold no runs

@@ -384,6 +384,9 @@ def test_sort_and_where(sweep_dir, capsys):
     sweep_report([root], echo=False, where=["aug=none", "status=finished"], plot=False)
     with open(root / "runs.csv") as f:
         assert len(list(csv.DictReader(f))) == 6  # `+aug=none` and no aug both match aug=none
+    sweep_report([root], echo=False, where=["trainer.epochs=2e0"], plot=False)  # 2e0 = 2.0 = 2
+    with open(root / "runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 10
     with pytest.raises(UserError, match="no run has a key 'lose'"):
         sweep_report([root], echo=False, where=["lose=ce"])
     with pytest.raises(UserError, match="no runs match"):

@@ -153,6 +153,11 @@ def _matches(run: RunRecord, key: str, wanted: str) -> bool | None:
         parsed = yaml.safe_load(wanted)
     except yaml.YAMLError:
         parsed = wanted
+    if isinstance(parsed, str):  # YAML 1.1 reads 5e-2 (no dot) as text; Hydra reads a number
+        try:
+            parsed = float(wanted)
+        except ValueError:
+            pass
     return value == parsed or show_value(value) == wanted
 
 

@@ -278,3 +278,23 @@ def test_a_damaged_summary_json_is_scored_as_if_absent(run, tmp_path, capsys, da
     if not damage.startswith('{"status": "finished"'):
         assert f"warning: {copy / 'summary.json'} is unreadable (not a JSON object)" in err
     assert (copy / "summary.json").read_text() == damage  # never rewritten
+
+
+def test_a_sweep_folder_or_a_second_run_says_what_to_pass(run, tmp_path):
+    run_dir, _ = run
+    sweep = tmp_path / "sweep"
+    for name in ("10", "2"):
+        shutil.copytree(run_dir, sweep / name, ignore=shutil.ignore_patterns("eval"))
+    with pytest.raises(UserError) as e:
+        evaluate(sweep, [])
+    assert str(e.value) == (
+        f"{sweep} is a sweep of 2 runs, not a run: pass one of them "
+        f"(e.g. regx evaluate {sweep / '2'})"
+    )
+    with pytest.raises(UserError) as e:
+        evaluate(sweep / "2", [str(sweep / "10")])
+    assert str(e.value) == (
+        f"{sweep / '10'} is a folder, not an override: regx evaluate takes one RUN_DIR; "
+        "evaluate each run with its own command"
+    )
+    assert not (sweep / "2" / "eval").exists()

@@ -171,6 +171,31 @@ def _warn_if_unfinished(run_dir: Path) -> None:
         )
 
 
+def _check_run_dir(run_dir: Path, overrides: list[str]) -> None:
+    """RUN_DIR is one run; a sweep's folder, or several runs given at once, say what to pass."""
+    folders = [o for o in overrides if "=" not in o and Path(o).is_dir()]
+    if folders:
+        raise UserError(
+            f"{folders[0]} is a folder, not an override: regx evaluate takes one RUN_DIR; "
+            "evaluate each run with its own command"
+        )
+    if (run_dir / ".hydra" / "config.yaml").is_file():
+        return
+    runs = sorted(
+        (p.parent.parent for p in run_dir.glob("*/.hydra/config.yaml")),
+        key=lambda p: (len(p.name), p.name),  # 2 before 10
+    )
+    if runs:
+        raise UserError(
+            f"{run_dir} is a sweep of {len(runs)} runs, not a run: pass one of them "
+            f"(e.g. regx evaluate {runs[0]})"
+        )
+    raise UserError(
+        f"{run_dir} is not a regx run directory (no .hydra/config.yaml); "
+        "pass the folder that holds the run's .hydra/"
+    )
+
+
 def evaluate(
     run_dir: Path,
     overrides: list[str],
@@ -184,12 +209,7 @@ def evaluate(
         check_out_dir(out_dir)
     for ignored in robustness.check() if robustness is not None else []:
         print(f"warning: {ignored}", file=sys.stderr)
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        raise UserError(
-            f"{run_dir} is not a regx run directory (no .hydra/config.yaml); "
-            "pass the folder that holds the run's .hydra/"
-        )
+    _check_run_dir(run_dir, overrides)
     from omegaconf import OmegaConf
 
     from regx.app.loaded_run import load_run
@@ -200,7 +220,7 @@ def evaluate(
     from regx.report.run_report import run_choices
 
     register_resolvers()  # the run's config may use them
-    base = OmegaConf.load(config_file)
+    base = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     base.logger = None  # trackers belong to training; evaluate writes files only
     cfg = apply_overrides(base, overrides)
     run_overrides = _run_overrides(run_dir)

@@ -32,8 +32,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from regx.app.sweeps import SweepPlan, sweep_plan
+from regx.app.sweeps import SweepPlan, check_grid_sweep, sweep_plan
 from regx.config import hydra_compat
+from regx.errors import UserError
 
 
 class SweepReport(Callback):
@@ -95,6 +96,10 @@ class SweepProgress(Callback):
         self.job_started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_grid_sweep(config)
+        except UserError as e:  # SystemExit: Hydra would only warn about an Exception
+            raise SystemExit(e) from None
         self.plan = sweep_plan(config)
         shutil.rmtree(self.plan.marks, ignore_errors=True)  # an earlier launch's marks
 

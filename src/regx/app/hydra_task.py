@@ -301,6 +301,9 @@ def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:
 
     if code is None:
         code = 0
+    if isinstance(code, UserError):  # refused by a callback before the sweep launched
+        print(f"error: {code}", file=sys.stderr)
+        return code.exit_code if code.exit_code != 1 else 2
     if not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1

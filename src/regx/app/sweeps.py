@@ -255,3 +255,31 @@ def launcher_parallel(config: DictConfig) -> int:
         parallel = OmegaConf.select(config, "hydra.launcher.array_parallelism", default=1)
         return parallel if isinstance(parallel, int) and parallel > 0 else 1
     return 1
+
+
+def check_grid_sweep(config: DictConfig) -> None:
+    """Before a grid sweep (Hydra's basic sweeper) launches anything, also its multirun.yaml:
+    refuse (UserError) one that expands to no job, and one whose sweep dir already holds
+    finished jobs without `sweep.skip_done=true` (each of them would be refused, and the
+    sweep would end as if it had done its work)."""
+    from regx.engine.files import summary_of
+
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    if sweeper != hydra_compat.BASIC_SWEEPER:
+        return
+    if hydra_compat.basic_sweep_size(config) == 0:
+        raise UserError(
+            "the sweep expands to no job (a swept key with no value, e.g. seed=range(0,0)): "
+            "give every swept key at least one value"
+        )
+    sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+    if OmegaConf.select(config, "sweep.skip_done", default=False) is True:
+        return
+    jobs = sorted(c.parent.parent for c in sweep_dir.glob("**/.hydra/config.yaml"))
+    finished = [job for job in jobs if (summary_of(job) or {}).get("status") == "finished"]
+    if finished:
+        raise UserError(
+            f"hydra.sweep.dir={sweep_dir} holds {len(finished)} finished job(s) of an earlier "
+            f"launch ({finished[0]} first), which are never trained into again: add "
+            "sweep.skip_done=true to reuse them and run the rest, or pass a new hydra.sweep.dir"
+        )

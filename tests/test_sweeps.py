@@ -118,6 +118,50 @@ def test_a_killed_sweep_is_completed_by_skip_done(cli, tmp_path):
     assert trained == [f"run dir: {sweep / '2'}", f"run dir: {sweep / '3'}"]
 
 
+def test_a_relaunch_over_finished_jobs_is_refused_before_it_starts_unless_skip_done(cli, tmp_path):
+    """Without sweep.skip_done every job would be refused, and the sweep would exit 0 as if
+    it had done its work; with it, a job refused for its different config fails the sweep."""
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", "seed=0,1", *SMOKE, f"hydra.sweep.dir={sweep}"]
+    assert cli(*args).returncode == 0
+    files = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    r = cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.sweep.dir={sweep} holds 2 finished job(s) of an earlier launch "
+        f"({sweep / '0'} first), which are never trained into again: add "
+        "sweep.skip_done=true to reuse them and run the rest, or pass a new hydra.sweep.dir"
+    )
+    assert {
+        p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()
+    } == files  # multirun.yaml too
+
+    r = cli(*args, "trainer.epochs=2", "sweep.skip_done=true")  # another config: refused
+    assert r.returncode == 1, r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: 2 of 2 jobs did not finish ({sweep / '0'} first; ")
+    )
+    assert all(
+        summaries(sweep)[j]["config_hash"]
+        == json.loads(files[sweep / str(j) / "summary.json"])["config_hash"]
+        for j in (0, 1)
+    )
+    assert not (sweep / ".regx-jobs").exists()
+
+
+def test_a_sweep_of_no_job_is_refused(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    r = cli("train", "-m", "seed=range(0,0)", *SMOKE, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: the sweep expands to no job (a swept key with no value, e.g. seed=range(0,0)): "
+        "give every swept key at least one value"
+    )
+    assert not sweep.exists()
+
+
 def _cfg(**top: Any):
     base = {"seed": 0, "loss": {"gamma": 0.5}, "sweep": {"skip_done": True}}
     return OmegaConf.create({**base, **top})

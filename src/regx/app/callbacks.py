@@ -32,7 +32,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from regx.app.sweeps import SweepPlan, check_grid_sweep, sweep_plan
+from regx.app.sweeps import MARKS_DIR, JobFailure, SweepPlan, check_grid_sweep, sweep_plan
 from regx.config import hydra_compat
 from regx.errors import UserError
 
@@ -43,11 +43,13 @@ class SweepReport(Callback):
         from regx.errors import UserError
         from regx.report.sweep import sweep_report
 
+        sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+        marks = read_marks(sweep_dir / MARKS_DIR)
+        shutil.rmtree(sweep_dir / MARKS_DIR, ignore_errors=True)  # leave no trace
         if isinstance(sys.exc_info()[1], (SystemExit, KeyboardInterrupt)):
             # a signal is stopping the sweep (Hydra ≥ 1.4 calls this from a `finally`; 1.3
             # does not call it then): its one line stays the last, as with Hydra 1.3
             return
-        sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir() or not any(sweep_dir.glob("**/.hydra/config.yaml")):
             return  # no job started (the sweep failed before its first): nothing to report
         try:
@@ -63,13 +65,15 @@ class SweepReport(Callback):
                 f"run `regx report {sweep_dir}` to retry",
                 file=sys.stderr,
             )
-        exit_if_jobs_failed(config, sweep_dir)
+        exit_if_jobs_failed(config, sweep_dir, marks)
 
 
-def exit_if_jobs_failed(config: DictConfig, sweep_dir: Path) -> None:
-    """A grid sweep any of whose runs did not finish (failed, diverged, killed) ends with one
-    line and exit code 1, after its table. A search's failed trials are part of the search
-    (Optuna goes on past them; a search none of whose trials finished ends in 1 on its own).
+def exit_if_jobs_failed(config: DictConfig, sweep_dir: Path, marks: list[JobMark]) -> None:
+    """A grid sweep any of whose runs did not finish (failed, diverged, killed), or one of
+    whose jobs failed this launch (`marks`: refused, say, by a finished run or another
+    process's lock), ends with one line and exit code 1, after its table. A search's failed
+    trials are part of the search (Optuna goes on past them; a search none of whose trials
+    finished ends in 1 on its own).
 
     SystemExit, not an Exception: Hydra would turn an Exception from a callback into a
     warning; `regx train` prints the message and exits 1."""
@@ -82,9 +86,11 @@ def exit_if_jobs_failed(config: DictConfig, sweep_dir: Path) -> None:
         config_file.parent.parent for config_file in sweep_dir.glob("**/.hydra/config.yaml")
     )
     failed = [job for job in jobs if (summary_of(job) or {}).get("status") != "finished"]
+    failed += [Path(m.run_dir) for m in marks if m.failed and Path(m.run_dir) not in failed]
     if failed:
         raise SystemExit(
-            f"error: {len(failed)} of {len(jobs)} jobs did not finish ({failed[0]} first; "
+            f"error: {len(failed)} of {max(len(jobs), len(marks))} jobs did not finish "
+            f"({failed[0]} first; "
             "their errors are above); fix them, then finish the sweep with the same command "
             "and sweep.skip_done=true"
         )
@@ -112,19 +118,28 @@ class SweepProgress(Callback):
         run_dir = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir")))
         if run_status(run_dir) == "interrupted":
             return  # a signal stops the whole sweep: its error line is the last word
-        mark = JobMark(time.time() - self.job_started, job_failed(job_return, run_dir))
+        mark = JobMark(
+            time.time() - self.job_started, job_failed(job_return, run_dir), str(run_dir)
+        )
         try:
             marks = claim_mark(self.plan.marks, mark)
         except OSError:
             return  # the sweep dir is not writable here: no line rather than a wrong one
         # stdout, with the runs' log lines: stderr is for the `error:` lines alone
         print(progress_line(marks, self.plan), flush=True)
-        if self.plan.jobs is not None and len(marks) >= self.plan.jobs:
-            shutil.rmtree(self.plan.marks, ignore_errors=True)  # the last job: leave no trace
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.plan is not None:
+        # SweepReport, called after this, reads the marks and removes them; without it, here
+        if self.plan is not None and not _has_callback(config, SweepReport):
             shutil.rmtree(self.plan.marks, ignore_errors=True)
+
+
+def _has_callback(config: DictConfig, kind: type) -> bool:
+    callbacks = OmegaConf.select(config, "hydra.callbacks", default=None) or {}
+    target = f"{kind.__module__}.{kind.__qualname__}"
+    return any(
+        isinstance(c, DictConfig) and c.get("_target_") == target for c in callbacks.values()
+    )
 
 
 @dataclass
@@ -133,6 +148,7 @@ class JobMark:
 
     seconds: float
     failed: bool
+    run_dir: str = ""
 
 
 def run_status(run_dir: Path) -> str | None:
@@ -144,10 +160,11 @@ def run_status(run_dir: Path) -> str | None:
 
 
 def job_failed(job_return: Any, run_dir: Path) -> bool:
-    """Hydra saw an exception, or the run's summary.json is not `finished` / `pruned`."""
+    """Hydra saw an exception, the job says it failed (`JobFailure`: also where it left the
+    run dir as it was), or the run's summary.json is not `finished` / `pruned`."""
     from hydra.core.utils import JobStatus
 
-    if job_return.status != JobStatus.COMPLETED:
+    if job_return.status != JobStatus.COMPLETED or isinstance(job_return.return_value, JobFailure):
         return True
     return run_status(run_dir) not in ("finished", "pruned")
 
@@ -158,7 +175,7 @@ def claim_mark(folder: Path, mark: JobMark) -> list[JobMark]:
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=folder, prefix=".draft-")  # complete before it is linked
     with os.fdopen(fd, "w") as f:
-        json.dump({"seconds": mark.seconds, "failed": mark.failed}, f)
+        json.dump({"seconds": mark.seconds, "failed": mark.failed, "run_dir": mark.run_dir}, f)
     draft = Path(name)
     k = sum(1 for p in folder.glob("*.json")) + 1
     try:
@@ -175,7 +192,15 @@ def claim_mark(folder: Path, mark: JobMark) -> list[JobMark]:
 
 def _read_mark(path: Path) -> JobMark:
     data = json.loads(path.read_text())
-    return JobMark(float(data["seconds"]), bool(data["failed"]))
+    return JobMark(float(data["seconds"]), bool(data["failed"]), str(data.get("run_dir", "")))
+
+
+def read_marks(folder: Path) -> list[JobMark]:
+    """The marks of the jobs this launch ended (none if the folder is gone or damaged)."""
+    try:
+        return [_read_mark(p) for p in sorted(folder.glob("*.json"))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def progress_line(marks: list[JobMark], plan: SweepPlan) -> str:

@@ -132,7 +132,9 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         print(f"error: {error}", file=sys.stderr, flush=True)
         # a signal stops the whole sweep; any other failure only this job
         if multirun and not isinstance(error, RunInterrupted):
-            return math.nan
+            from regx.app.sweeps import JobFailure
+
+            return JobFailure()
         sys.exit(error.exit_code)
     except Interrupted:  # a signal before training (data, split): nothing to keep
         _leave_interrupted(cfg, guard, multirun)

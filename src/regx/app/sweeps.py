@@ -207,6 +207,21 @@ class SweepPlan:
     marks: Path  # a folder every job process reaches: one numbered file per finished job
 
 
+MARKS_DIR = ".regx-jobs"  # under the sweep dir: the jobs this launch has ended
+
+
+class JobFailure(float):
+    """What a sweep's job that failed returns: NaN to a sweeper (a failed trial to Optuna),
+    and recognizably a failure to the callbacks, also where the job left its run dir as it
+    was (refused: a finished run, one another process holds)."""
+
+    def __new__(cls) -> JobFailure:
+        return super().__new__(cls, math.nan)
+
+    def __reduce__(self) -> tuple[type, tuple]:  # pickled back from joblib's workers
+        return (JobFailure, ())
+
+
 def sweep_plan(config: DictConfig) -> SweepPlan:
     """The plan of the multirun `config` (the launching process's config)."""
     sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
@@ -220,7 +235,7 @@ def sweep_plan(config: DictConfig) -> SweepPlan:
         parallel = min(parallel, n_jobs)
     if jobs:
         parallel = min(parallel, jobs)
-    return SweepPlan(jobs, max(parallel, 1), sweep_dir / ".regx-jobs")
+    return SweepPlan(jobs, max(parallel, 1), sweep_dir / MARKS_DIR)
 
 
 def planned_jobs(config: DictConfig, sweep_dir: Path) -> int | None:

@@ -231,3 +231,58 @@ def test_yaml_comments_describe_keys():
     )
     assert header_comment(text) == "The file."
     assert yaml_comments(text) == {"node.inner": "Above the key.", "node.tagged": "after the value"}
+
+
+SMOKE_RUN = ["train", "trainer=smoke", "trainer.threads=1"]
+
+
+def _regx(args: list[str], cwd: Path, **popen: object) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("REGX_DEBUG", "HYDRA_FULL_ERROR")}
+    return subprocess.Popen([sys.executable, "-m", "regx", *args], cwd=cwd, env=env, **popen)
+
+
+def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path):
+    """`regx train … | head -c 10`: the run finishes and saves, no traceback, exit 0."""
+    run_dir = tmp_path / "run"
+    proc = _regx(
+        [*SMOKE_RUN, f"hydra.run.dir={run_dir}"],
+        tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(10)
+    proc.stdout.close()  # the reader is gone: every later write hits a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "Logging error" not in err
+    assert '"status": "finished"' in (run_dir / "summary.json").read_text()
+
+
+def test_closed_stderr_or_an_ascii_terminal_still_train(tmp_path):
+    # stderr closed outright (2>&-): the process has no descriptor 2 at all
+    r = subprocess.run(
+        f"{sys.executable} -m regx {' '.join(SMOKE_RUN)} hydra.run.dir={tmp_path}/closed2 2>&-",
+        shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout
+    assert '"status": "finished"' in (tmp_path / "closed2" / "summary.json").read_text()
+    from conftest import run_cli
+
+    r = run_cli(
+        [*SMOKE_RUN, f"hydra.run.dir='{tmp_path}/asc_ü'"], tmp_path, {"PYTHONIOENCODING": "ascii"}
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"run dir: {tmp_path}/asc_\\xfc" in r.stdout
+
+
+def test_a_deleted_working_directory_is_named(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    r = subprocess.run(
+        f"cd {gone} && rmdir {gone} && {sys.executable} -m regx train trainer=smoke",
+        shell=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: the current folder no longer exists: cd to one that does"
+    )

@@ -59,10 +59,13 @@ def test_columns_are_split_into_parts_that_fit():
     assert column_parts(widths, 3, 200) == [[3, 4, 5, 6]]
 
 
-def test_a_narrow_terminal_gets_stacked_tables_with_every_number_whole(groups, capsys, monkeypatch):
+@pytest.mark.parametrize("columns", ["64", "5"])  # 5: narrower than # / config / n alone
+def test_a_narrow_terminal_gets_stacked_tables_with_every_number_whole(
+    groups, capsys, monkeypatch, columns
+):
     groups, runs = groups
     # # / config / n take 40 characters, the widest metric column 22 more
-    monkeypatch.setenv("COLUMNS", "64")
+    monkeypatch.setenv("COLUMNS", columns)
     print_table(groups, runs, "4 runs")
     out = capsys.readouterr().out
     lines = out.splitlines()

@@ -157,6 +157,8 @@ def print_table(
     width = terminal_width()
     header, rows, n_lead = terminal_rows(groups, width)
     widths = _widths(header, rows)
+    if width is not None:  # a terminal narrower than that gets wrapped lines, not empty cells
+        width = max(width, _table_width([*widths[:n_lead], max(widths[n_lead:], default=0)]))
     console = Console(width=width or _table_width(widths) + 4)
     parts = column_parts(widths, n_lead, width)
     for k, part in enumerate(parts):

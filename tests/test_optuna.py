@@ -22,10 +22,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from fault_helpers import error_line, hydra_in_process, metric_rows, read_summary
-from regx.app.hydra_task import _objective
 from regx.app.pruning import build_pruning_hook
 from regx.app.search.space import override_text, parse_space
-from regx.app.sweeps import objective_direction, objective_directions, objective_keys
+from regx.app.sweeps import (
+    objective_direction,
+    objective_directions,
+    objective_keys,
+    objective_value,
+)
 from regx.errors import ConfigError, RunPruned
 
 SMOKE = ["trainer=smoke", "dataset=synthetic"]  # 2 epochs on 512 synthetic 8×8 images
@@ -282,6 +286,23 @@ def test_a_search_where_every_trial_failed_ends_in_one_error_line(tmp_path):
     assert "Traceback" not in err
 
 
+def test_an_objective_no_finished_run_has_stops_the_search_after_its_first_trial(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["hydra/sweeper=regx_optuna", "loss=gamma_ce", "loss.gamma=interval(0.1,0.5)"]
+    code, _, err = search(
+        [*args, "objective=val.nosuch", "hydra.sweeper.n_trials=3", *QUICK], sweep
+    )
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(
+        f"error: objective=val.nosuch: the finished run {sweep / '0'} has no number there in "
+        "its summary.json (numbers there: val.acc, val.nll, "
+    ), line
+    assert line.endswith("); name one of its keys")
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"]  # no second trial
+    assert [t.state.name for t in stored_study(sweep).trials] == ["FAIL"]
+
+
 FORMS = (
     "must be interval(lo, hi), int(interval(lo, hi)), tag(log, interval(lo, hi)), "
     "choice(a, b, ...), range(lo, hi[, step]) or a fixed value"
@@ -375,9 +396,9 @@ def test_objectives_and_their_directions():
     with pytest.raises(ConfigError, match=r"^objective=\[val.acc,val.acc\]: must not name"):
         objective_keys(["val.acc", "val.acc"])
     summary = {"val": {"acc": 0.75, "ece": 0.0625}}
-    assert _objective(OmegaConf.create({"objective": "val.acc"}), summary) == 0.75
-    assert _objective(OmegaConf.create({"objective": both}), summary) == [0.75, 0.0625]
-    assert math.isnan(_objective(OmegaConf.create({"objective": "test.acc"}), summary))
+    assert objective_value(OmegaConf.create({"objective": "val.acc"}), summary) == 0.75
+    assert objective_value(OmegaConf.create({"objective": both}), summary) == [0.75, 0.0625]
+    assert math.isnan(objective_value(OmegaConf.create({"objective": "test.acc"}), summary))
 
 
 def test_the_sweeper_configs(compose_cfg):

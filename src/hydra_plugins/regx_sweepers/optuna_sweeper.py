@@ -20,6 +20,7 @@ module whenever it scans for plugins.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,7 @@ class RegxOptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         from regx.app.hydra_task import debug_mode
-        from regx.app.sweeps import failure_reason
+        from regx.app.sweeps import failure_reason, missing_objective
 
         run_dir = Path(str(OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir")))
         trial.set_user_attr("run_dir", str(run_dir))
@@ -191,6 +192,11 @@ class RegxOptunaSweeper(Sweeper):
                 shown = ", ".join(f"{k} = {v:.6g}" for k, v in zip(self.objective, values))
                 print(f"trial {trial.number}: {shown}", flush=True)
                 return
+            missing = missing_objective(run_dir, self.objective)
+            if missing is not None:  # every trial would end so: stop the search here
+                study.tell(trial, state=TrialState.FAIL)
+                print(f"error: {missing}", file=sys.stderr, flush=True)
+                raise SystemExit(2)
             reason = failure_reason(run_dir)
         else:
             try:

@@ -80,18 +80,6 @@ def _job_started() -> None:
         sys.stderr.release()
 
 
-def _objective(cfg: DictConfig, summary: dict[str, Any]) -> float | list[float]:
-    """The value(s) a sweeper optimizes: `objective`, a dotted summary key (val.nll) → its
-    number, or a list of keys ([val.acc,val.ece]) → a list of numbers; NaN where missing."""
-    from omegaconf import ListConfig
-
-    from regx.app.sweeps import objective_keys, summary_value
-
-    objective = cfg.get("objective") or "val.acc"
-    values = [summary_value(summary, key) for key in objective_keys(objective)]
-    return values if isinstance(objective, (list, ListConfig)) else values[0]
-
-
 def task(cfg: DictConfig) -> float:
     """The Hydra task function: one run in its own output directory."""
     from hydra.core.hydra_config import HydraConfig
@@ -116,6 +104,7 @@ def task(cfg: DictConfig) -> float:
 
 def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str]) -> Any:
     from regx.app.run_dirs import JobGuard
+    from regx.app.sweeps import objective_value
     from regx.engine.distributed import is_main_process
 
     guard = None
@@ -146,7 +135,7 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         if guard is not None:
             guard.close()
     if skipped or not is_main_process():
-        return _objective(cfg, summary)  # under torchrun, rank 0 reports
+        return objective_value(cfg, summary)  # under torchrun, rank 0 reports
     test = summary.get("test", {})
     print(
         f"test acc {100 * test.get('acc', math.nan):.2f}%  ECE {100 * test.get('ece', math.nan):.2f}%"
@@ -154,7 +143,7 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         f"\nrun dir: {run_dir}\nreport:  {run_dir / 'report.md'}",
         flush=True,
     )
-    return _objective(cfg, summary)
+    return objective_value(cfg, summary)
 
 
 def _train(cfg: DictConfig, guard: Any, multirun: bool, overrides: list[str]) -> tuple[dict, bool]:
@@ -362,6 +351,13 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code if e.exit_code != 1 else 2
+    except OSError as e:  # a folder named on the command line cannot even be looked at
+        print(
+            f"error: {e.filename}: {e.strerror or e}; name another folder "
+            "(hydra.run.dir, hydra.sweep.dir, out_dir or --resume)",
+            file=sys.stderr,
+        )
+        return 2
     mark_launcher()  # a sweep's worker processes watch this process (regx.app.run_lock)
     main = hydra.main(config_path=str(config_dir()), config_name="config", **hydra_kwargs)(task)
     saved_argv, saved_stderr = sys.argv, sys.stderr

@@ -174,6 +174,14 @@ def summary_value(summary: dict[str, Any], key: str) -> float:
     return float(value)
 
 
+def objective_value(cfg: Any, summary: dict[str, Any]) -> float | list[float]:
+    """The value(s) a sweeper optimizes: `objective`, a dotted summary key (val.nll) → its
+    number, or a list of keys ([val.acc,val.ece]) → a list of numbers; NaN where missing."""
+    objective = cfg.get("objective") or "val.acc"
+    values = [summary_value(summary, key) for key in objective_keys(objective)]
+    return values if isinstance(objective, (list, ListConfig)) else values[0]
+
+
 def failure_reason(run_dir: Path) -> str:
     """What a run's summary.json says about why it gave no objective value."""
     from regx.engine.files import summary_of
@@ -182,6 +190,30 @@ def failure_reason(run_dir: Path) -> str:
     if summary is None:
         return "no summary.json"
     return f"{summary.get('status')}: {summary.get('message') or 'no objective value'}"
+
+
+def missing_objective(run_dir: Path, keys: list[str]) -> str | None:
+    """For a run that finished without a number at an objective key (a misspelt key: every
+    trial would end the same way), the line that says so and names the numbers there are."""
+    from regx.engine.files import summary_of
+
+    summary = summary_of(run_dir) or {}
+    missing = [k for k in keys if math.isnan(summary_value(summary, k))]
+    if summary.get("status") != "finished" or not missing:
+        return None
+    section = summary.get(missing[0].split(".")[0])
+    numbers = [
+        f"{missing[0].split('.')[0]}.{name}"
+        for name, value in (section.items() if isinstance(section, dict) else [])
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+    there = (
+        f"numbers there: {', '.join(numbers[:6])}" if numbers else "e.g. val.acc, val.nll, test.ece"
+    )
+    return (
+        f"objective={missing[0]}: the finished run {run_dir} has no number there in its "
+        f"summary.json ({there}); name one of its keys"
+    )
 
 
 def all_failed(n_trials: int, sweep_dir: Path) -> None:

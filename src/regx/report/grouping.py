@@ -3,6 +3,7 @@ labelling each group by what varies between them, filtering and sorting groups."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -154,10 +155,8 @@ def _matches(run: RunRecord, key: str, wanted: str) -> bool | None:
     except yaml.YAMLError:
         parsed = wanted
     if isinstance(parsed, str):  # YAML 1.1 reads 5e-2 (no dot) as text; Hydra reads a number
-        try:
+        with contextlib.suppress(ValueError):
             parsed = float(wanted)
-        except ValueError:
-            pass
     return value == parsed or show_value(value) == wanted
 
 

@@ -50,3 +50,20 @@ def test_run_and_sweep_dir_names_carry_microseconds_and_pid() -> None:
         match = RUN_NAME.fullmatch(first)
         assert match, (key, first)
         assert match.group(2) == str(os.getpid())
+
+
+def test_a_folder_name_the_system_cannot_hold_is_one_line(tmp_path):
+    from fault_helpers import error_line, hydra_in_process
+
+    long = tmp_path / ("x" * 300)
+    for args, named in (
+        ([f"hydra.run.dir={long}/run"], long / "run"),
+        (["-m", f"hydra.sweep.dir={long}"], long),
+    ):
+        code, _, err = hydra_in_process(["trainer=smoke", *args])
+        assert code == 2, err
+        assert error_line(err) == (
+            f"error: {named}: File name too long; name another folder "
+            "(hydra.run.dir, hydra.sweep.dir, out_dir or --resume)"
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -298,3 +298,25 @@ def test_a_sweep_folder_or_a_second_run_says_what_to_pass(run, tmp_path):
         "evaluate each run with its own command"
     )
     assert not (sweep / "2" / "eval").exists()
+
+
+def test_two_evaluations_starting_together_never_share_a_folder(tmp_path, monkeypatch):
+    """The folder is claimed by creating config.yaml exclusively: the second of two
+    evaluations that passed the emptiness check at the same moment is refused (--out), or
+    takes the next name (RUN/eval/…)."""
+    import regx.app.evaluate as ev
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.yaml").write_text("theirs")  # the other evaluation got here first
+    with pytest.raises(UserError, match="another evaluation began writing there meanwhile"):
+        ev._claimed_folder(out, tmp_path, [], "mine")
+    assert (out / "config.yaml").read_text() == "theirs"
+
+    taken = tmp_path / "run" / "eval" / "taken"
+    names = iter([taken, taken, tmp_path / "run" / "eval" / "next"])
+    monkeypatch.setattr(ev, "eval_dir_for", lambda run_dir, overrides: next(names))
+    taken.mkdir(parents=True)
+    (taken / "config.yaml").write_text("theirs")
+    folder, created = ev._claimed_folder(None, tmp_path / "run", [], "mine")
+    assert folder.name == "next" and created and (folder / "config.yaml").read_text() == "mine"

@@ -234,15 +234,34 @@ def evaluate(
         OmegaConf.to_container(as_trained.get(k) or {}) == OmegaConf.to_container(cfg.get(k) or {})
         for k in ("dataset", "shift")
     )
-    out = out_dir or eval_dir_for(run_dir, overrides)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    out, created = _claimed_folder(out_dir, run_dir, overrides, OmegaConf.to_yaml(cfg))
     request = EvaluationRequest(
         run_dir, trained, spec, run.model, run.checkpoint, run.checkpoint_epoch, same_test_set, list(overrides), out,
         run_choices(run_dir), robustness or RobustnessRequest(),
     )  # fmt: skip
     return out, _scored_into(out, created, lambda: evaluate_run(request))
+
+
+def _claimed_folder(
+    out_dir: Path | None, run_dir: Path, overrides: list[str], config_text: str
+) -> tuple[Path, bool]:
+    """The evaluation's folder, claimed by creating its config.yaml (exclusively: another
+    evaluation started at the same moment gets its own folder, or with --out a refusal);
+    returns (folder, whether this evaluation created it)."""
+    while True:
+        out = out_dir or eval_dir_for(run_dir, overrides)
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(out / "config.yaml", "x") as f:
+                f.write(config_text)
+            return out, created
+        except FileExistsError:
+            if out_dir is not None:
+                raise ConfigError(
+                    "--out", out_dir, "another evaluation began writing there meanwhile: "
+                    "pass a new or empty folder",
+                ) from None  # fmt: skip
 
 
 def _scored_into(out: Path, created: bool, score: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -244,3 +244,46 @@ def test_regx_launcher_configs_build_the_plugins_launchers(launcher, keys):
     assert {k: node[k] for k in keys} == keys
     built = instantiate(node, **instantiate_kwargs())
     assert type(built).__module__.startswith(f"hydra_plugins.hydra_{launcher.split('_')[0]}")
+
+
+def test_sigterm_to_a_joblib_launcher_stops_every_worker_s_run_with_a_checkpoint(tmp_path):
+    """The launcher passes the signal on to its workers and waits for them (joblib would kill
+    them outright): each run stops after its step, resumable, and nothing is left running."""
+    from regx.processes import child_processes, running
+
+    sweep = tmp_path / "sweep"
+    args = [
+        "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2",
+        "trainer=smoke", "trainer.epochs=5000", "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "REGX_DEBUG")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regx", *args], cwd=tmp_path, env=env, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if all((sweep / j / "checkpoints" / "last.pt").is_file() for j in ("0", "1")):
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the sweep ended before the signal"
+        workers = [pid for pid, cmd in child_processes(proc.pid).items() if "popen_loky" in cmd]
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (
+        "error: interrupted (SIGTERM); files already written are kept"
+    )
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "interrupted", summary
+        assert summary["message"].startswith("interrupted by SIGTERM")
+        assert not (sweep / job / ".regx-lock").exists()
+    assert not (sweep / "2").exists()  # the queued job never started
+    assert [pid for pid in workers if running(pid)] == []  # (a zombie waits for init to reap it)

@@ -85,7 +85,7 @@ def task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from regx.app.run_lock import orphaned, watch_launcher
+    from regx.app.run_lock import in_sweep_worker, orphaned, watch_launcher
     from regx.config import hydra_compat
 
     _job_started()
@@ -97,13 +97,17 @@ def task(cfg: DictConfig) -> float:
             _leave_run_dir(cfg, None, UserError("the sweep's launcher died"), multirun=False)
             return math.nan
         return _run_job(cfg, run_dir, multirun, hydra_compat.task_overrides(hc))
+    except SystemExit as e:  # a signal stopped the job (its checkpoint saved), as the sweep
+        if in_sweep_worker():  # end the worker too: nothing to report back to the launcher
+            leave_now(e.code if isinstance(e.code, int) else 1)
+        raise
     finally:
         if orphaned():  # the job stopped (its checkpoint saved): end the worker too
             leave_now(128 + signal.SIGTERM)
 
 
 def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str]) -> Any:
-    from regx.app.run_dirs import JobGuard
+    from regx.app.run_dirs import JobGuard, job_os_error_message
     from regx.app.sweeps import objective_value
     from regx.engine.distributed import is_main_process
 
@@ -115,7 +119,9 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
     except (UserError, OSError) as e:
         if debug_mode():
             raise
-        error = e if isinstance(e, UserError) else UserError(_os_error_message(e, guard, run_dir))
+        error = (
+            e if isinstance(e, UserError) else UserError(job_os_error_message(e, guard, run_dir))
+        )
         error = _with_env_hint(cfg, error)
         _leave_run_dir(cfg, guard, error, multirun)
         print(f"error: {error}", file=sys.stderr, flush=True)
@@ -190,21 +196,6 @@ def _with_env_hint(cfg: DictConfig, error: UserError) -> UserError:
         return error
     return DataError(
         f"{error}; {name} is not set, so dataset.root took its fallback: set {name}=DIR"
-    )
-
-
-def _os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
-    where = "" if e.filename is None else f": {e.filename}"
-    where += f" -> {e.filename2}" if e.filename2 else ""
-    resumable = guard is not None and guard.training_started()
-    then = (
-        f"then continue with: regx train --resume {run_dir}"
-        if resumable and (run_dir / "checkpoints" / "last.pt").is_file()
-        else "then run the command again"
-    )
-    return (
-        f"{e.strerror or e} ({type(e).__name__}){where}; fix the cause (disk space, "
-        f"permissions, a folder where a file belongs), {then}"
     )
 
 
@@ -339,7 +330,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     import hydra
 
     from regx.app import run_dirs
-    from regx.app.run_lock import mark_launcher
+    from regx.app.run_lock import mark_launcher, stop_workers_on_signal
     from regx.app.sweeps import prefer_regx_plugin_configs
     from regx.config import hydra_compat
     from regx.config.paths import config_dir
@@ -372,7 +363,11 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         # regx's conf/hydra/launcher/*.yaml and sweeper/*.yaml over the plugins' same-named
         # ones; behind the gate, since Hydra warns here about a plugin that fails to import
         prefer_regx_plugin_configs(config_dir())
-        with noting_signal(before_job.note), before_leaving_mid_import(before_job.leave):
+        with (
+            noting_signal(before_job.note),
+            noting_signal(stop_workers_on_signal),
+            before_leaving_mid_import(before_job.leave),
+        ):
             main()
     except SystemExit as e:
         code = e.code

@@ -371,3 +371,19 @@ def os_error_line(error: OSError, what: str) -> str:
         f"cannot write {what}: {where}: {error.strerror or error}; free space, fix the "
         "permissions or move the file in the way, then run the command again"
     )
+
+
+def job_os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
+    """An OSError during a job as one line: the reason, the path, the fix, how to go on."""
+    where = "" if e.filename is None else f": {e.filename}"
+    where += f" -> {e.filename2}" if e.filename2 else ""
+    resumable = guard is not None and guard.training_started()
+    then = (
+        f"then continue with: regx train --resume {run_dir}"
+        if resumable and (run_dir / "checkpoints" / "last.pt").is_file()
+        else "then run the command again"
+    )
+    return (
+        f"{e.strerror or e} ({type(e).__name__}){where}; fix the cause (disk space, "
+        f"permissions, a folder where a file belongs), {then}"
+    )

@@ -171,8 +171,21 @@ def _busy_message(run_dir: Path, owner: dict[str, Any] | None, gone: bool | None
 
 # -- sweep workers whose launcher died ----------------------------------------------------
 def mark_launcher() -> None:
-    """Record this process as the launcher of the jobs it starts (they inherit the env)."""
+    """Record this process as the launcher of the jobs it starts (they inherit the env).
+
+    Also keeps loky's resource tracker from warning about the semaphores of workers a
+    signal ended (its own process, started from this environment): the sweep's last line
+    is the interrupt's."""
     os.environ[LAUNCHER_ENV] = str(os.getpid())
+    quiet = "ignore:resource_tracker:UserWarning"
+    given = os.environ.get("PYTHONWARNINGS", "")
+    if quiet not in given.split(","):
+        os.environ["PYTHONWARNINGS"] = f"{given},{quiet}" if given else quiet
+
+
+def in_sweep_worker() -> bool:
+    """Whether this process runs a job for a launcher other than itself (joblib, submitit)."""
+    return os.environ.get(LAUNCHER_ENV, str(os.getpid())) != str(os.getpid())
 
 
 def orphaned() -> bool:
@@ -207,3 +220,25 @@ def _watch(launcher: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # training stops after its step; idle: ends now
     time.sleep(ORPHAN_GRACE_S)
     os._exit(128 + signal.SIGTERM)
+
+
+def stop_workers_on_signal(frame: Any) -> None:
+    """A signal to the launcher of a joblib sweep (a `noting_signal` note, run before the
+    signal unwinds the launcher, where joblib would kill its workers outright): pass it on to
+    the worker processes, whose runs then stop after their step with a checkpoint, and wait
+    for them (at most `ORPHAN_GRACE_S`)."""
+    from regx.engine.signals import signal_received
+    from regx.processes import child_processes, running
+
+    signum = signal_received() or signal.SIGTERM
+    workers = [
+        pid
+        for pid, cmdline in child_processes(os.getpid()).items()
+        if "popen_loky" in cmdline  # not loky's resource tracker, not a figure worker
+    ]
+    for pid in workers:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -16,8 +16,9 @@ With N training-pool images, n_c of class c, K classes and rate r ∈ [0, 1):
 
 Classes in a map are indices or names (see `regx.data.class_refs`). The draws use their
 own stream, seeded with (seed + seed_offset, NOISE_STREAM), so the subset, split and shift
-draws are the same with and without noise. Only the training pool changes: the test set
-never does. rate = 0 leaves the data untouched (`train_clean_y` stays None).
+random streams are the same with and without noise. A split stratified by class uses the
+noisy labels, as a practitioner's would (their true labels are unknown to them), so its
+validation images differ from the clean run's; the test set never changes. rate = 0 leaves the data untouched (`train_clean_y` stays None).
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ training density and q the test density:
      are kept (a drawn-twice image counts twice in validation metrics); the images never
      drawn train.
    - `topk`: the n_val images with the largest D (the most test-like) validate.
-   - `weight`: a stratified random split; validation metrics are weighted by w, and with
-     `weight_train` the training loss as well (Σ w·ℓ / Σ w per batch).
+   - `weight`: a stratified random split (`split=random`'s, its size rounded per class, so
+     it can differ from n_val by up to one per class); validation metrics are weighted by
+     w, and with `weight_train` the training loss as well (Σ w·ℓ / Σ w per batch).
 5. Effective sample size of the validation weights as the metrics use them,
    ESS = (Σ v)² / Σ v², with v the per-image multiplicity (`resample`), 1 (`topk`) or w
    (`weight`): the number of equally weighted images the validation set is worth.

@@ -492,3 +492,19 @@ def test_multirun_prints_the_comparison_table_and_report_lists_a_killed_run(cli,
         rows = {r["run"]: r for r in csv.DictReader(f)}
     assert len(rows) == 7 and rows["killed"]["status"] == "unfinished"
     assert float(rows["0"]["test.acc"]) == summaries[0]["test"]["acc"]
+
+
+def test_a_run_given_twice_under_two_names_is_warned_about(tmp_path, capsys):
+    root = tmp_path / "runs"
+    summary = {**finished(0.9, 0.1, 0.05, 0.3, 0.9), "config_hash": "abc"}
+    make_run(root, "a/0", seed=0, summary=summary)
+    make_run(root, "b/0", seed=0, summary=summary)  # a copy of a/0
+    make_run(root, "a/1", seed=1, summary={**summary, "config_hash": "def"})
+    sweep_report([root], echo=False, plot=False)
+    assert capsys.readouterr().err == (
+        f"warning: 1 run(s) repeat the config and seed of another ({root / 'b' / '0'} repeats "
+        f"{root / 'a' / '0'}): each counts in its group's mean ± std\n"
+    )
+    (root / "b" / "0" / "summary.json").write_text(json.dumps({**summary, "config_hash": "xyz"}))
+    sweep_report([root], echo=False, plot=False)
+    assert capsys.readouterr().err == ""

@@ -25,6 +25,7 @@ import csv
 import io
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,28 @@ def check_report_folder(out: Path) -> None:
         raise UserError(_unwritable(out, e)) from None
 
 
+def warn_repeated_runs(runs: list[RunRecord]) -> None:
+    """Runs of the same config and seed (a copied run folder, one sweep given twice under
+    two names) each count in their group's n and std, which then looks tighter than it is."""
+    first: dict[tuple[Any, Any], RunRecord] = {}
+    repeats: list[tuple[RunRecord, RunRecord]] = []
+    for run in runs:
+        key = (run.summary.get("config_hash"), run.seed)
+        if key[0] is None:
+            continue
+        if key in first:
+            repeats.append((first[key], run))
+        else:
+            first[key] = run
+    if repeats:
+        original, repeat = repeats[0]
+        print(
+            f"warning: {len(repeats)} run(s) repeat the config and seed of another "
+            f"({repeat.path} repeats {original.path}): each counts in its group's mean ± std",
+            file=sys.stderr,
+        )
+
+
 def sweep_report(
     paths: list[Path],
     out: Path | None = None,
@@ -344,6 +367,7 @@ def sweep_report(
         shown = "; ".join(f"unreadable: {r.path}: {r.message}" for r in unreadable[:3])
         raise UserError(f"no readable regx runs under {' '.join(map(str, paths))}: {shown}")
     runs = filter_runs(runs, list(where or []))
+    warn_repeated_runs(runs)
     groups = sort_groups(group_runs(runs), sort, descending, runs)
     if out is None:
         single = len(paths) == 1 and not (paths[0] / ".hydra" / "config.yaml").is_file()

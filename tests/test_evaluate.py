@@ -320,3 +320,39 @@ def test_two_evaluations_starting_together_never_share_a_folder(tmp_path, monkey
     (taken / "config.yaml").write_text("theirs")
     folder, created = ev._claimed_folder(None, tmp_path / "run", [], "mine")
     assert folder.name == "next" and created and (folder / "config.yaml").read_text() == "mine"
+
+
+def test_a_relative_dataset_root_means_the_folder_the_run_was_launched_in(tmp_path, monkeypatch):
+    """`dataset.root=../images` typed in folder A: evaluating (or resuming) the run from
+    another folder reads A/../images, not the other folder's ../images."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import run_cli
+    from regx.app.hydra_task import resume_args
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 8)):
+        for c in range(2):
+            folder = tmp_path / "images" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 120, (8, 8, 3)) + 120 * c
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    launched_in = tmp_path / "a"
+    launched_in.mkdir()
+    run_dir = tmp_path / "run"
+    args = ["train", "dataset=imagefolder", "dataset.root=../images", "model=mlp", "trainer=smoke"]
+    r = run_cli(
+        [*args, f"dataset.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"], launched_in
+    )
+    assert r.returncode == 0, r.stderr
+    trained = json.loads((run_dir / "summary.json").read_text())
+    elsewhere = tmp_path / "b" / "c"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)  # ../images from here does not exist
+    _, summary = evaluate(run_dir, ["trainer.threads=1"])
+    assert summary["test"]["acc"] == trained["test"]["acc"]
+    from regx.app.torchrun import quote_override_value
+
+    assert f"dataset.root={quote_override_value(str(tmp_path / 'images'))}" in resume_args(run_dir)

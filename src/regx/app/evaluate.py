@@ -213,6 +213,7 @@ def evaluate(
     from omegaconf import OmegaConf
 
     from regx.app.loaded_run import load_run
+    from regx.app.run_paths import anchored_paths
     from regx.config import register_resolvers
     from regx.config.build import build_spec
     from regx.engine.evaluate import EvaluationRequest, evaluate_run
@@ -221,6 +222,8 @@ def evaluate(
 
     register_resolvers()  # the run's config may use them
     base = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    for key, folder in anchored_paths(run_dir).items():  # relative: to where the run began
+        OmegaConf.update(base, key, folder)
     base.logger = None  # trackers belong to training; evaluate writes files only
     cfg = apply_overrides(base, overrides)
     run_overrides = _run_overrides(run_dir)

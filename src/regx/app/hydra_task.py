@@ -272,7 +272,15 @@ def resume_args(run_dir: Path) -> list[str]:
             f"{overrides_file} holds no list of overrides ({type(overrides).__name__}); "
             "put them back as a YAML list (e.g. - loss=gamma_ce), or train a new run"
         )
-    return [*(str(o) for o in overrides), f"hydra.run.dir={quote_override_value(str(run_dir))}"]
+    from regx.app.run_paths import anchored_paths
+
+    # a relative dataset.root means the folder the run was launched in, not this one
+    anchored = [f"{k}={quote_override_value(v)}" for k, v in anchored_paths(run_dir).items()]
+    return [
+        *(str(o) for o in overrides),
+        *anchored,
+        f"hydra.run.dir={quote_override_value(str(run_dir))}",
+    ]
 
 
 def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:

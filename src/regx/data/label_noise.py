@@ -18,7 +18,8 @@ Classes in a map are indices or names (see `regx.data.class_refs`). The draws us
 own stream, seeded with (seed + seed_offset, NOISE_STREAM), so the subset, split and shift
 random streams are the same with and without noise. A split stratified by class uses the
 noisy labels, as a practitioner's would (their true labels are unknown to them), so its
-validation images differ from the clean run's; the test set never changes. rate = 0 leaves the data untouched (`train_clean_y` stays None).
+validation images differ from the clean run's; the test set never changes. rate = 0 leaves
+the data untouched (`train_clean_y` stays None).
 """
 
 from __future__ import annotations

@@ -67,3 +67,16 @@ def test_a_folder_name_the_system_cannot_hold_is_one_line(tmp_path):
             "(hydra.run.dir, hydra.sweep.dir, out_dir or --resume)"
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_commands_in_messages_are_quoted_for_the_shell(tmp_path):
+    import shlex
+
+    from regx.app.run_dirs import finished_message
+
+    run_dir = tmp_path / "with space" / "$HOME"
+    (run_dir).mkdir(parents=True)
+    (run_dir / "summary.json").write_text('{"status": "finished"}')
+    line = finished_message(run_dir, "run")
+    command = line.split("re-score it with: ")[1].split(" [OVERRIDES")[0]
+    assert shlex.split(command) == ["regx", "evaluate", str(run_dir)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -62,7 +63,7 @@ class SweepReport(Callback):
                 raise
             print(
                 f"sweep report failed ({type(e).__name__}: {e}); "
-                f"run `regx report {sweep_dir}` to retry",
+                f"run `regx report {shlex.quote(str(sweep_dir))}` to retry",
                 file=sys.stderr,
             )
         exit_if_jobs_failed(config, sweep_dir, marks)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -188,7 +189,7 @@ def _check_run_dir(run_dir: Path, overrides: list[str]) -> None:
     if runs:
         raise UserError(
             f"{run_dir} is a sweep of {len(runs)} runs, not a run: pass one of them "
-            f"(e.g. regx evaluate {runs[0]})"
+            f"(e.g. regx evaluate {shlex.quote(str(runs[0]))})"
         )
     raise UserError(
         f"{run_dir} is not a regx run directory (no .hydra/config.yaml); "

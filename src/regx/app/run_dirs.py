@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, FrameType
@@ -86,7 +87,7 @@ def finished_message(run_dir: Path, how: str) -> str:
         if how == "sweep"
         else "train a new run without " + ("--resume" if how == "resume" else "hydra.run.dir")
     )
-    return f"{head}; re-score it with: regx evaluate {run_dir} [OVERRIDES…], or {tail}"
+    return f"{head}; re-score it with: regx evaluate {shlex.quote(str(run_dir))} [OVERRIDES…], or {tail}"
 
 
 # -- the first launch's .hydra/ files ---------------------------------------------------------
@@ -379,7 +380,7 @@ def job_os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
     where += f" -> {e.filename2}" if e.filename2 else ""
     resumable = guard is not None and guard.training_started()
     then = (
-        f"then continue with: regx train --resume {run_dir}"
+        f"then continue with: regx train --resume {shlex.quote(str(run_dir))}"
         if resumable and (run_dir / "checkpoints" / "last.pt").is_file()
         else "then run the command again"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def read_resume_checkpoint(
             spec.trainer.resume,
             f"{path} was written with a different config ({'; '.join(differences)}): "
             "its .hydra/ files were put back as the run wrote them; "
-            f"re-run with the run's own overrides (regx train --resume {run_dir}), "
+            f"re-run with the run's own overrides (regx train --resume {shlex.quote(str(run_dir))}), "
             "use another run dir, or pass trainer.resume=never to start this one over",
         )
     return ckpt

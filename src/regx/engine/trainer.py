@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -296,7 +297,7 @@ class Trainer:
         )
         return RunInterrupted(
             f"interrupted by {self.stop.signal_name} at {where}: {kept}; "
-            f"continue with: regx train --resume {self.run_dir}",
+            f"continue with: regx train --resume {shlex.quote(str(self.run_dir))}",
             self.stop.signum or 2,
         )
 

@@ -230,6 +230,13 @@ def test_lock_owners_alive_gone_recycled_or_elsewhere(tmp_path: Path) -> None:
         RunDirBusy, match=r"on another-host .*if no such process runs there, delete"
     ):
         RunLock.acquire(tmp_path)
+    folder = tmp_path / "other"
+    (folder / LOCK_NAME).mkdir(parents=True)  # a folder where the lock file belongs
+    from regx.errors import UserError
+
+    with pytest.raises(UserError, match=r"is a folder, where regx keeps the run's lock file"):
+        RunLock.acquire(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]  # nothing left beside it
 
 
 @pytest.mark.slow

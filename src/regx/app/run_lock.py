@@ -101,6 +101,11 @@ class RunLock:
     def acquire(cls, run_dir: Path) -> RunLock:
         """Take `run_dir`'s lock; `RunDirBusy` if a live process holds it."""
         path = run_dir / LOCK_NAME
+        if path.is_dir() and not path.is_symlink():
+            raise UserError(
+                f"{path} is a folder, where regx keeps the run's lock file: move it away, "
+                "then run this again"
+            )
         for _ in range(3):  # a stale lock moved aside, or a race with another taker
             if _create(path):
                 return cls(path)

@@ -250,13 +250,12 @@ def test_a_failed_run_is_a_failed_trial_and_the_search_goes_on(tmp_path):
     study = optuna.create_study(
         storage=f"sqlite:///{sweep}/optuna.db", study_name="regx", direction="maximize"
     )
-    for gamma in (1.5, 0.3):  # γ=1.5 fails validation: that run returns NaN
-        study.enqueue_trial({"loss.gamma": gamma})
+    for lr in (1e12, 0.05):  # lr=1e12 diverges: that run returns NaN
+        study.enqueue_trial({"trainer.optimizer.lr": lr})
     code, out, err = search(
         [
             "hydra/sweeper=regx_optuna",
-            "loss=gamma_ce",
-            "loss.gamma=interval(0,1.5)",
+            "trainer.optimizer.lr=choice(1e12,0.05)",
             "hydra.sweeper.n_trials=2",
             *QUICK,
         ],
@@ -265,16 +264,18 @@ def test_a_failed_run_is_a_failed_trial_and_the_search_goes_on(tmp_path):
     assert code == 0, err
     trials = stored_study(sweep).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
-    assert read_summary(sweep / "0")["status"] == "failed"
+    assert read_summary(sweep / "0")["status"] == "diverged"
     assert trials[1].value == read_summary(sweep / "1")["val"]["acc"]  # objective val.acc
-    assert f"trial 0 failed ({sweep / '0'}): failed: loss.gamma=1.5: must be in [0, 1]" in out
+    assert f"trial 0 failed ({sweep / '0'}): diverged: " in out
 
 
 def test_a_search_where_every_trial_failed_ends_in_one_error_line(tmp_path):
     # the default sweep dir (out_dir/multirun/<date>/<time>-<pid>): the study is stored there
-    args = ["hydra/sweeper=regx_optuna", "loss=gamma_ce", "loss.gamma=interval(1.2,1.5)"]
+    # every trial fails loading its data (a setting a search cannot check before it runs)
+    args = ["hydra/sweeper=regx_optuna", "loss=gamma_ce", "loss.gamma=interval(0.1,0.5)"]
+    missing = ["dataset=imagefolder", f"dataset.root={tmp_path / 'no-data'}"]
     code, _, err = hydra_in_process(
-        ["-m", *args, "hydra.sweeper.n_trials=2", *SMOKE, f"out_dir={tmp_path}"]
+        ["-m", *args, "hydra.sweeper.n_trials=2", *SMOKE, *missing, f"out_dir={tmp_path}"]
     )
     assert code == 1
     (sweep,) = (tmp_path / "multirun").glob("*/*")
@@ -284,6 +285,25 @@ def test_a_search_where_every_trial_failed_ends_in_one_error_line(tmp_path):
         f"error: all 2 trials failed; see summary.json in the trials' run dirs under {sweep}"
     )
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("space", "reached"),
+    [("interval(0,2)", "2.0"), ("choice(0.2,1.5)", "1.5"), ("interval(-1,0.5)", "-1.0")],
+)
+def test_a_range_reaching_values_a_run_refuses_is_refused_before_any_trial(
+    space, reached, tmp_path
+):
+    sweep = tmp_path / "sweep"
+    code, _, err = search(
+        ["hydra/sweeper=regx_optuna", "loss=gamma_ce", f"loss.gamma={space}"], sweep
+    )
+    assert code == 2
+    assert error_line(err) == (
+        f"error: the search over loss.gamma reaches loss.gamma={reached}, which a run refuses "
+        f"(loss.gamma={reached}: must be in [0, 1]): keep the range within what loss.gamma allows"
+    )
+    assert not any(p.is_dir() for p in sweep.iterdir()) if sweep.exists() else True
 
 
 def test_an_objective_no_finished_run_has_stops_the_search_after_its_first_trial(tmp_path):

@@ -27,7 +27,7 @@ from typing import Any
 from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regx.errors import ConfigError, MissingExtraError, UserError
 
@@ -130,8 +130,36 @@ class RegxOptunaSweeper(Sweeper):
             )
         # the keys compose with the config (an unknown key fails here, before any trial)
         self.validate_batch_is_legal([space.overrides(space.corner())])
+        self._check_extremes(space)
         study = open_study(settings)
         return settings, space, study
+
+    def _check_extremes(self, space: Any) -> None:
+        """Every end of every range is a value the run accepts (`loss.gamma` in [0, 1]):
+        otherwise trials would fail at random, wherever the sampler lands."""
+        import logging
+
+        from regx.app.search.space import override_text
+        from regx.config.build import build_spec
+
+        regx_log = logging.getLogger("regx")
+        level, regx_log.level = regx_log.level, logging.ERROR  # its idle-settings warnings
+        try:
+            for key, value, point in space.extremes():
+                cfg = self.hydra_context.config_loader.load_sweep_config(
+                    master_config=self.config, sweep_overrides=space.overrides(point)
+                )
+                with open_dict(cfg):
+                    del cfg["hydra"]  # the job's own part (job.num) exists only in the job
+                try:
+                    build_spec(cfg)
+                except ConfigError as e:
+                    raise UserError(
+                        f"the search over {key} reaches {key}={override_text(value)}, which a "
+                        f"run refuses ({e}): keep the range within what {key} allows"
+                    ) from None
+        finally:
+            regx_log.level = level
 
     # -- the trials -------------------------------------------------------------------------
     def _run(self, settings: Any, space: Any, study: Any) -> None:

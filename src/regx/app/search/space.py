@@ -57,6 +57,19 @@ class SearchSpace:
             for name, dist in self.distributions.items()
         }
 
+    def extremes(self) -> list[tuple[str, Any, dict[str, Any]]]:
+        """(key, value, point) for each end of each key's range (each choice), the other keys
+        at the corner: the values a search may reach that the run's checks may refuse."""
+        from optuna.distributions import CategoricalDistribution
+
+        points = []
+        for name, dist in self.distributions.items():
+            ends = (
+                dist.choices if isinstance(dist, CategoricalDistribution) else (dist.low, dist.high)
+            )
+            points += [(name, value, {**self.corner(), name: value}) for value in ends]
+        return points
+
 
 def parse_space(params: dict[str, Any] | None, arguments: list[str]) -> SearchSpace:
     """The space of `hydra.sweeper.params` plus the command line's sweep overrides.

@@ -193,6 +193,8 @@ def test_a_median_pruner_stops_a_hopeless_trial_before_its_last_epoch(tmp_path):
     assert len(metric_rows(sweep / "2")) == 1  # pruned after epoch 1 of 2
     assert read_summary(sweep / "2")["status"] == "pruned"
     assert "trial 2: pruned by the search at epoch 1" in out
+    assert "pruned" not in err  # pruning is the search's own doing: no error line
+    assert "[job 3/3 done]" in out  # and no failed job
 
 
 # -- several objectives --------------------------------------------------------------------

@@ -34,7 +34,7 @@ from regx.engine.signals import (
     noting_signal,
     signal_received,
 )
-from regx.errors import DataError, Interrupted, RunInterrupted, UserError
+from regx.errors import DataError, Interrupted, RunInterrupted, RunPruned, UserError
 
 # Here, not in `run_hydra`: a joblib worker imports this module to unpickle `task`, and
 # resolves the job's hydra.sweep.dir (which uses regx's resolvers) before calling it.
@@ -124,6 +124,9 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         )
         error = _with_env_hint(cfg, error)
         _leave_run_dir(cfg, guard, error, multirun)
+        if multirun and isinstance(error, RunPruned):  # the search's own doing, no failure
+            print(error, flush=True)
+            return math.nan
         print(f"error: {error}", file=sys.stderr, flush=True)
         # a signal stops the whole sweep; any other failure only this job
         if multirun and not isinstance(error, RunInterrupted):

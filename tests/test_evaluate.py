@@ -205,23 +205,28 @@ def test_out_writes_the_report_into_a_new_folder_and_never_into_one_with_files(r
     assert evaluate(run_dir, ["trainer.threads=1"], out_dir=empty)[0] == empty
 
 
-def test_a_run_whose_data_moved_is_evaluated_from_the_new_dataset_root(tmp_path):
-    """The validation set is recomputed from the run as trained: a dataset.root override
-    (where the data lives, not which images) applies to it too, and the scores match."""
+def two_class_images(root):
+    """An ImageFolder of 8×8 PNGs: train/ 24 and test/ 8 per class, class1 brighter."""
     import numpy as np
     from PIL import Image
-
-    from conftest import FAST, compose_config, train_in_process
-    from regx.errors import DataError
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 24), ("test", 8)):
         for c in range(2):
-            folder = tmp_path / "images" / split / f"class{c}"
+            folder = root / split / f"class{c}"
             folder.mkdir(parents=True)
             for i in range(n):
                 pixels = rng.integers(0, 120, (8, 8, 3)) + 120 * c
                 Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+
+
+def test_a_run_whose_data_moved_is_evaluated_from_the_new_dataset_root(tmp_path):
+    """The validation set is recomputed from the run as trained: a dataset.root override
+    (where the data lives, not which images) applies to it too, and the scores match."""
+    from conftest import FAST, compose_config, train_in_process
+    from regx.errors import DataError
+
+    two_class_images(tmp_path / "images")
     overrides = [
         "dataset=imagefolder",
         f"dataset.root={tmp_path / 'images'}",
@@ -325,20 +330,10 @@ def test_two_evaluations_starting_together_never_share_a_folder(tmp_path, monkey
 def test_a_relative_dataset_root_means_the_folder_the_run_was_launched_in(tmp_path, monkeypatch):
     """`dataset.root=../images` typed in folder A: evaluating (or resuming) the run from
     another folder reads A/../images, not the other folder's ../images."""
-    import numpy as np
-    from PIL import Image
-
     from conftest import run_cli
     from regx.app.hydra_task import resume_args
 
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 24), ("test", 8)):
-        for c in range(2):
-            folder = tmp_path / "images" / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 120, (8, 8, 3)) + 120 * c
-                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    two_class_images(tmp_path / "images")
     launched_in = tmp_path / "a"
     launched_in.mkdir()
     run_dir = tmp_path / "run"

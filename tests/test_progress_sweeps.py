@@ -127,7 +127,7 @@ def test_a_sweep_prints_one_line_per_finished_job(cli, tmp_path):
     r = cli(
         "train",
         "-m",
-        "trainer.optimizer.lr=0.05,-1,0.05",
+        "trainer.optimizer.lr=0.05,-1,0.1",
         *SMOKE,
         PROGRESS,
         f"hydra.sweep.dir={sweep}",

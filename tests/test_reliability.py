@@ -59,8 +59,8 @@ def test_a_sweep_over_finished_jobs_refuses_them_and_keeps_their_files(
     before = tree(sweep / "0")
     code, _, err = hydra_in_process(["-m", *TINY, "loss=focal", f"hydra.sweep.dir={sweep}"])
     line = error_line(err)
-    assert code == 0  # a sweep goes on past a failed job
-    assert "holds a finished run" in line and "sweep.skip_done=true" in line
+    assert code == 2  # refused before it launches: every job would be refused
+    assert "holds 1 finished job(s)" in line and "sweep.skip_done=true" in line
     assert tree(sweep / "0") == before
 
     code, out, err = hydra_in_process(
@@ -73,7 +73,8 @@ def test_a_sweep_over_finished_jobs_refuses_them_and_keeps_their_files(
     code, _, err = hydra_in_process(
         ["-m", *TINY, "loss=focal", "sweep.skip_done=true", f"hydra.sweep.dir={sweep}"]
     )
-    assert "holds a finished run of another config" in error_line(err)
+    assert "holds a finished run of another config" in err
+    assert code == 1  # the sweep's only job was refused: it did not succeed
     assert tree(sweep / "0") == before
 
 

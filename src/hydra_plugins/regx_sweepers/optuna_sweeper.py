@@ -222,7 +222,12 @@ class RegxOptunaSweeper(Sweeper):
                 return
             missing = missing_objective(run_dir, self.objective)
             if missing is not None:  # every trial would end so: stop the search here
+                import shutil
+
+                from regx.app.sweeps import MARKS_DIR
+
                 study.tell(trial, state=TrialState.FAIL)
+                shutil.rmtree(self.sweep_dir / MARKS_DIR, ignore_errors=True)  # no trace left
                 print(f"error: {missing}", file=sys.stderr, flush=True)
                 raise SystemExit(2)
             reason = failure_reason(run_dir)

@@ -128,6 +128,10 @@ class SweepProgress(Callback):
             return  # the sweep dir is not writable here: no line rather than a wrong one
         # stdout, with the runs' log lines: stderr is for the `error:` lines alone
         print(progress_line(marks, self.plan), flush=True)
+        last = self.plan.jobs is not None and len(marks) >= self.plan.jobs
+        if last and not (self.plan.grid and any(m.failed for m in marks)):
+            # leave no trace; a grid sweep's failures stay for SweepReport's exit code
+            shutil.rmtree(self.plan.marks, ignore_errors=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # SweepReport, called after this, reads the marks and removes them; without it, here

@@ -19,10 +19,12 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 from regx.config.suggest import closest, listed
+from regx.errors import DataError, UserError
 
 _SKIP = (
     "Set the environment variable HYDRA_FULL_ERROR",
@@ -281,4 +283,33 @@ def _no_slurm(held: str, line: str, args: list[str]) -> str | None:
     return (
         "hydra/launcher=submitit_slurm: this machine has no srun (not a SLURM cluster); run "
         "from a SLURM login node, or use hydra/launcher=submitit_local or hydra/launcher=joblib"
+    )
+
+
+def with_env_hint(cfg: Any, error: UserError) -> UserError:
+    """A data error whose folder came from an unset environment variable's fallback (the
+    `${oc.env:REGX_CIFAR10,…}` of scale=cifar) also names the variable to set."""
+    from regx.config.env_fallback import unset_env_fallback
+
+    name = unset_env_fallback(cfg, "dataset.root") if isinstance(error, DataError) else None
+    if name is None:
+        return error
+    return DataError(
+        f"{error}; {name} is not set, so dataset.root took its fallback: set {name}=DIR"
+    )
+
+
+def job_os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
+    """An OSError during a job as one line: the reason, the path, the fix, how to go on."""
+    where = "" if e.filename is None else f": {e.filename}"
+    where += f" -> {e.filename2}" if e.filename2 else ""
+    resumable = guard is not None and guard.training_started()
+    then = (
+        f"then continue with: regx train --resume {shlex.quote(str(run_dir))}"
+        if resumable and (run_dir / "checkpoints" / "last.pt").is_file()
+        else "then run the command again"
+    )
+    return (
+        f"{e.strerror or e} ({type(e).__name__}){where}; fix the cause (disk space, "
+        f"permissions, a folder where a file belongs), {then}"
     )

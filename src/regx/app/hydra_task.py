@@ -34,7 +34,7 @@ from regx.engine.signals import (
     noting_signal,
     signal_received,
 )
-from regx.errors import DataError, Interrupted, RunInterrupted, RunPruned, UserError
+from regx.errors import Interrupted, RunInterrupted, RunPruned, UserError
 
 # Here, not in `run_hydra`: a joblib worker imports this module to unpickle `task`, and
 # resolves the job's hydra.sweep.dir (which uses regx's resolvers) before calling it.
@@ -107,7 +107,8 @@ def task(cfg: DictConfig) -> float:
 
 
 def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str]) -> Any:
-    from regx.app.run_dirs import JobGuard, job_os_error_message
+    from regx.app.hydra_errors import job_os_error_message, with_env_hint
+    from regx.app.run_dirs import JobGuard
     from regx.app.sweeps import objective_value
     from regx.engine.distributed import is_main_process
 
@@ -122,7 +123,7 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         error = (
             e if isinstance(e, UserError) else UserError(job_os_error_message(e, guard, run_dir))
         )
-        error = _with_env_hint(cfg, error)
+        error = with_env_hint(cfg, error)
         _leave_run_dir(cfg, guard, error, multirun)
         if multirun and isinstance(error, RunPruned):  # the search's own doing, no failure
             print(error, flush=True)
@@ -187,19 +188,6 @@ def _train(cfg: DictConfig, guard: Any, multirun: bool, overrides: list[str]) ->
     figures = FigureWorker.start() if is_main_process() else None
     with figures or nullcontext():
         return train(spec, run_dir, figures), False
-
-
-def _with_env_hint(cfg: DictConfig, error: UserError) -> UserError:
-    """A data error whose folder came from an unset environment variable's fallback (the
-    `${oc.env:REGX_CIFAR10,…}` of scale=cifar) also names the variable to set."""
-    from regx.config.env_fallback import unset_env_fallback
-
-    name = unset_env_fallback(cfg, "dataset.root") if isinstance(error, DataError) else None
-    if name is None:
-        return error
-    return DataError(
-        f"{error}; {name} is not set, so dataset.root took its fallback: set {name}=DIR"
-    )
 
 
 def _leave_interrupted(cfg: DictConfig, guard: Any, multirun: bool) -> None:
@@ -336,6 +324,9 @@ def _before_launch(args: list[str], resume: Path | None) -> list[str]:
     return [*args, *torchrun.torchrun_overrides(args)]
 
 
+NAME_ANOTHER_FOLDER = "name another folder (hydra.run.dir, hydra.sweep.dir, out_dir or --resume)"
+
+
 def run_hydra(args: list[str], resume: Path | None = None) -> int:
     """Run the Hydra app on `args`; returns the exit code."""
     import hydra
@@ -354,11 +345,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code if e.exit_code != 1 else 2
     except OSError as e:  # a folder named on the command line cannot even be looked at
-        print(
-            f"error: {e.filename}: {e.strerror or e}; name another folder "
-            "(hydra.run.dir, hydra.sweep.dir, out_dir or --resume)",
-            file=sys.stderr,
-        )
+        print(f"error: {e.filename}: {e.strerror or e}; {NAME_ANOTHER_FOLDER}", file=sys.stderr)
         return 2
     mark_launcher()  # a sweep's worker processes watch this process (regx.app.run_lock)
     main = hydra.main(config_path=str(config_dir()), config_name="config", **hydra_kwargs)(task)
@@ -374,11 +361,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         # regx's conf/hydra/launcher/*.yaml and sweeper/*.yaml over the plugins' same-named
         # ones; behind the gate, since Hydra warns here about a plugin that fails to import
         prefer_regx_plugin_configs(config_dir())
-        with (
-            noting_signal(before_job.note),
-            noting_signal(stop_workers_on_signal),
-            before_leaving_mid_import(before_job.leave),
-        ):
+        with before_job.watching(), noting_signal(stop_workers_on_signal):
             main()
     except SystemExit as e:
         code = e.code

@@ -184,6 +184,15 @@ class BeforeJobBody:
         self.job_code = job_code
         self.hydra_cfg: Any = None
 
+    def watching(self) -> contextlib.ExitStack:
+        """The block in which a signal is noted, and the dir left, as above."""
+        from regx.engine.signals import before_leaving_mid_import, noting_signal
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(noting_signal(self.note))
+        stack.enter_context(before_leaving_mid_import(self.leave))
+        return stack
+
     def note(self, frame: FrameType | None) -> None:
         while frame is not None:
             if frame.f_code is self.job_code:
@@ -371,20 +380,4 @@ def os_error_line(error: OSError, what: str) -> str:
     return (
         f"cannot write {what}: {where}: {error.strerror or error}; free space, fix the "
         "permissions or move the file in the way, then run the command again"
-    )
-
-
-def job_os_error_message(e: OSError, guard: Any, run_dir: Path) -> str:
-    """An OSError during a job as one line: the reason, the path, the fix, how to go on."""
-    where = "" if e.filename is None else f": {e.filename}"
-    where += f" -> {e.filename2}" if e.filename2 else ""
-    resumable = guard is not None and guard.training_started()
-    then = (
-        f"then continue with: regx train --resume {shlex.quote(str(run_dir))}"
-        if resumable and (run_dir / "checkpoints" / "last.pt").is_file()
-        else "then run the command again"
-    )
-    return (
-        f"{e.strerror or e} ({type(e).__name__}){where}; fix the cause (disk space, "
-        f"permissions, a folder where a file belongs), {then}"
     )

@@ -237,6 +237,7 @@ class SweepPlan:
     jobs: int | None  # jobs this launch runs; None where the sweeper does not say
     parallel: int  # jobs running at once
     marks: Path  # a folder every job process reaches: one numbered file per finished job
+    grid: bool = False  # Hydra's basic sweeper (its failed jobs fail the sweep)
 
 
 MARKS_DIR = ".regx-jobs"  # under the sweep dir: the jobs this launch has ended
@@ -267,7 +268,10 @@ def sweep_plan(config: DictConfig) -> SweepPlan:
         parallel = min(parallel, n_jobs)
     if jobs:
         parallel = min(parallel, jobs)
-    return SweepPlan(jobs, max(parallel, 1), sweep_dir / MARKS_DIR)
+    grid = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")) == (
+        hydra_compat.BASIC_SWEEPER
+    )
+    return SweepPlan(jobs, max(parallel, 1), sweep_dir / MARKS_DIR, grid)
 
 
 def planned_jobs(config: DictConfig, sweep_dir: Path) -> int | None:

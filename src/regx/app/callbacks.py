@@ -6,15 +6,16 @@ runs here), and prints the sweep's comparison table — one row per group of run
 differ only by seed, mean ± std — and writes report.md, runs.csv and compare.png into the
 sweep directory (and report.html), exactly as `regx report SWEEP_DIR --html` would.
 
-`SweepProgress` prints one line to stderr as each job of a sweep ends, e.g.
+`SweepProgress` prints one line to stdout as each job of a sweep ends, e.g.
 `[job 3/12 done, 2 failed, ETA 4 min 10 s]`: k counts the finished jobs, n is the sweep's
 plan (regx.app.sweeps.sweep_plan), failed are jobs whose run did not finish (summary.json
-other than finished or pruned, or an exception), and the ETA is
+other than finished or pruned, an exception, or a `JobFailure` returned), and the ETA is
 mean seconds per finished job × remaining jobs / min(jobs at once, remaining jobs).
 With the joblib launcher the jobs end in worker processes, so the count lives in the
 sweep dir: each finished job claims the next number k by creating `.regx-jobs/k.json`
-(a hard link, which fails if another job took k first) holding its seconds and outcome,
-and prints the line of the first k finished jobs. The folder goes at the sweep's end.
+(a hard link, which fails if another job took k first) holding its seconds, outcome and
+run dir, and prints the line of the first k finished jobs. The folder goes at the sweep's
+end; a grid sweep with failed jobs keeps it until `SweepReport` has counted them.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _has_callback(config: DictConfig, kind: type) -> bool:
 
 @dataclass
 class JobMark:
-    """A finished job: its seconds from start to end and whether its run failed."""
+    """A finished job: its seconds from start to end, whether it failed, its run dir."""
 
     seconds: float
     failed: bool

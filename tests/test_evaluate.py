@@ -351,3 +351,18 @@ def test_a_relative_dataset_root_means_the_folder_the_run_was_launched_in(tmp_pa
     from regx.app.torchrun import quote_override_value
 
     assert f"dataset.root={quote_override_value(str(tmp_path / 'images'))}" in resume_args(run_dir)
+
+
+def test_a_label_noise_run_is_evaluated_with_its_memorization_numbers(tmp_path):
+    """The evaluated weights' `noise` section: the same flips, the same memorization."""
+    from conftest import FAST, compose_config, train_in_process
+
+    overrides = ["trainer=smoke", "dataset.label_noise.rate=0.4", "dataset=synthetic"]
+    run_dir = tmp_path / "run"
+    trained = train_in_process(overrides, run_dir)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(compose_config([*FAST, *overrides]), run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+    _, summary = evaluate(run_dir, [])
+    assert trained["noise"]["flipped"] > 0
+    assert summary["noise"] == trained["noise"]

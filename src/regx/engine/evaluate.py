@@ -17,6 +17,7 @@ from regx.engine import files, outputs
 from regx.engine.checkpoint import load_checkpoint
 from regx.engine.device import configure_runtime, seed_everything, use_channels_last
 from regx.engine.environment import device_name, versions
+from regx.engine.predict import predict
 from regx.engine.robustness import RobustnessRequest, robustness_sections
 from regx.engine.scoring import (
     Evaluation,
@@ -29,6 +30,7 @@ from regx.engine.setup import Prepared, prepare_data
 from regx.engine.spec import RunSpec
 from regx.errors import DataError, UserError
 from regx.keys import config_hash
+from regx.metrics.memorization import noise_metrics
 
 
 @dataclass
@@ -158,6 +160,8 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     )
     scored = score_model(ev)
     summary = _summary(req, scored.sections, prep, test, device, trained_summary)
+    if prep.train_true_y is not None:
+        summary["noise"] = noise_section(ev, prep, trained_summary)
     temperature = scored.sections["temperature"]
     summary.update(robustness_sections(req.robustness, ev, req.trained, temperature))
     summary["eval_time_s"] = time.perf_counter() - t0
@@ -166,6 +170,19 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
         history = outputs.read_metrics_csv(req.run_dir / "metrics.csv")
     report = ReportInputs(history, prep.split.arrays, req.choices, "Evaluation report")
     return write_run_outputs(req.out_dir, ev, scored, summary, report, t0)
+
+
+def noise_section(
+    ev: Evaluation, prep: Prepared, trained_summary: dict[str, Any]
+) -> dict[str, Any]:
+    """summary.json `noise` for the evaluated weights: memorization of the run's flipped
+    training labels (unmixed images, eval mode), with the run's own noise settings."""
+    logits, _ = predict(
+        ev.model, prep.train_x, ev.normalize, ev.device, ev.batch_size, ev.precision
+    )
+    trained = trained_summary.get("noise")
+    settings = trained if isinstance(trained, dict) else {}
+    return {**settings, **noise_metrics(logits, prep.train_y, prep.train_true_y)}
 
 
 def _summary(

@@ -286,3 +286,19 @@ def test_a_deleted_working_directory_is_named(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (
         "error: the current folder no longer exists: cd to one that does"
     )
+
+
+def test_an_empty_path_argument_is_refused_not_read_as_the_current_folder(cli, tmp_path):
+    """`regx report "$SWEEP"` with SWEEP unset must not report (and write into) the cwd."""
+    for args, name in (
+        (["report", ""], "PATHS"),
+        (["report", str(tmp_path), "--out", ""], "--out"),
+        (["evaluate", ""], "RUN_DIR"),
+        (["train", "--resume", ""], "--resume"),
+    ):
+        r = cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"Error: Invalid value for '{name}': empty: name a folder (an unset shell variable?)"
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -125,12 +125,23 @@ TRAIN_HELP = (
 )
 
 
+def folder(text: str) -> Path:
+    """A path argument; "" (an unset shell variable) would otherwise mean the current folder."""
+    if not text.strip():
+        raise typer.BadParameter("empty: name a folder (an unset shell variable?)")
+    return Path(text)
+
+
 @app.command(context_settings=PASS_THROUGH, help=TRAIN_HELP)
 def train(
     ctx: typer.Context,
     overrides: list[str] | None = OVERRIDES,
     resume: Path | None = typer.Option(
-        None, "--resume", help="Continue the run in this directory from its last checkpoint."
+        None,
+        "--resume",
+        parser=folder,
+        metavar="RUN_DIR",
+        help="Continue the run in this directory from its last checkpoint.",
     ),
 ) -> None:
     """Train one run, or a sweep with -m."""
@@ -153,7 +164,12 @@ def list_options(group: str | None = typer.Argument(None, help="Only this config
 
 @app.command()
 def report(
-    paths: list[Path] = typer.Argument(..., help="Run or sweep directories, searched recursively."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        parser=folder,
+        metavar="PATHS",
+        help="Run or sweep directories, searched recursively.",
+    ),
     sort: str | None = typer.Option(
         None, "--sort", help="Order groups by the mean of a summary field, e.g. test.ece."
     ),
@@ -166,6 +182,8 @@ def report(
     out: Path | None = typer.Option(
         None,
         "--out",
+        parser=folder,
+        metavar="DIR",
         help="Folder for report.md, runs.csv, compare.png (default: the one PATH given, else ./regx-report).",
     ),
     html: bool = typer.Option(
@@ -201,7 +219,12 @@ def report(
 @app.command(context_settings=PASS_THROUGH)
 def evaluate(
     ctx: typer.Context,
-    run_dir: Path = typer.Argument(..., help="The run directory (holds .hydra/ and checkpoints/)."),
+    run_dir: Path = typer.Argument(
+        ...,
+        parser=folder,
+        metavar="RUN_DIR",
+        help="The run directory (holds .hydra/ and checkpoints/).",
+    ),
     overrides: list[str] | None = EVAL_OVERRIDES,
     corruptions: str | None = typer.Option(
         None, help="Every corruption at every severity: `all`, or kinds such as noise,jpeg."
@@ -213,10 +236,17 @@ def evaluate(
     ),
     steps: int = typer.Option(10, help="PGD steps."),
     retrieval: Path | None = typer.Option(
-        None, help="Retrieval on a folder DIR/<class>/<image> of any classes, with the run's model."
+        None,
+        parser=folder,
+        metavar="DIR",
+        help="Retrieval on a folder DIR/<class>/<image> of any classes, with the run's model.",
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="A new or empty folder for the report (default: RUN_DIR/eval/…)."
+        None,
+        "--out",
+        parser=folder,
+        metavar="DIR",
+        help="A new or empty folder for the report (default: RUN_DIR/eval/…).",
     ),
 ) -> None:
     """Re-evaluate a run's best checkpoint and write a fresh report in RUN_DIR/eval/….

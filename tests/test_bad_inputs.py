@@ -291,8 +291,7 @@ def test_resume_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
         ),
         (
             ["train", "--resume", "not-a-run"],
-            "error: not-a-run is not a regx run directory (no .hydra/overrides.yaml); "
-            "pass the folder that holds the run's .hydra/",
+            "error: --resume not-a-run: no such folder; pass the run's directory",
         ),
         (
             ["train", "-m", "seed=0,1", "--cfg", "job"],

@@ -191,6 +191,8 @@ def _check_run_dir(run_dir: Path, overrides: list[str]) -> None:
             f"{run_dir} is a sweep of {len(runs)} runs, not a run: pass one of them "
             f"(e.g. regx evaluate {shlex.quote(str(runs[0]))})"
         )
+    if not run_dir.exists():
+        raise UserError(f"{run_dir}: no such folder; pass a run directory (it holds .hydra/)")
     raise UserError(
         f"{run_dir} is not a regx run directory (no .hydra/config.yaml); "
         "pass the folder that holds the run's .hydra/"

@@ -242,6 +242,8 @@ def resume_args(run_dir: Path) -> list[str]:
     from regx.app.torchrun import quote_override_value
 
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not run_dir.exists():
+        raise UserError(f"--resume {run_dir}: no such folder; pass the run's directory")
     if not overrides_file.is_file():
         raise UserError(
             f"{run_dir} is not a regx run directory (no .hydra/overrides.yaml); "

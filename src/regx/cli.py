@@ -132,6 +132,27 @@ def folder(text: str) -> Path:
     return Path(text)
 
 
+RUN_DIR = typer.Argument(
+    ...,
+    parser=folder,
+    metavar="RUN_DIR",
+    help="The run directory (holds .hydra/ and checkpoints/).",
+)
+RETRIEVAL_DIR = typer.Option(
+    None,
+    parser=folder,
+    metavar="DIR",
+    help="Retrieval on a folder DIR/<class>/<image> of any classes, with the run's model.",
+)
+EVAL_OUT = typer.Option(
+    None,
+    "--out",
+    parser=folder,
+    metavar="DIR",
+    help="A new or empty folder for the report (default: RUN_DIR/eval/…).",
+)
+
+
 @app.command(context_settings=PASS_THROUGH, help=TRAIN_HELP)
 def train(
     ctx: typer.Context,
@@ -219,12 +240,7 @@ def report(
 @app.command(context_settings=PASS_THROUGH)
 def evaluate(
     ctx: typer.Context,
-    run_dir: Path = typer.Argument(
-        ...,
-        parser=folder,
-        metavar="RUN_DIR",
-        help="The run directory (holds .hydra/ and checkpoints/).",
-    ),
+    run_dir: Path = RUN_DIR,
     overrides: list[str] | None = EVAL_OVERRIDES,
     corruptions: str | None = typer.Option(
         None, help="Every corruption at every severity: `all`, or kinds such as noise,jpeg."
@@ -235,19 +251,8 @@ def evaluate(
         "1/255,2/255,4/255,8/255", help="L∞ budgets of --attack (pixels in [0, 1])."
     ),
     steps: int = typer.Option(10, help="PGD steps."),
-    retrieval: Path | None = typer.Option(
-        None,
-        parser=folder,
-        metavar="DIR",
-        help="Retrieval on a folder DIR/<class>/<image> of any classes, with the run's model.",
-    ),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        parser=folder,
-        metavar="DIR",
-        help="A new or empty folder for the report (default: RUN_DIR/eval/…).",
-    ),
+    retrieval: Path | None = RETRIEVAL_DIR,
+    out: Path | None = EVAL_OUT,
 ) -> None:
     """Re-evaluate a run's best checkpoint and write a fresh report in RUN_DIR/eval/….
 

@@ -6,6 +6,8 @@ The CLI prints `str(error)` and exits with `error.exit_code`; nothing here impor
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -160,3 +162,11 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> 
 def _num(x: float) -> str:
     """1, 0.5, 1e+06 … 3.40282e+38: integers as integers while they stay short."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e6 else f"{x:g}"
+
+
+def dangling_link(path: Path) -> str | None:
+    """Why `path` cannot be a folder to write into when it is a link to nothing, else None
+    (mkdir would fail with the OS's bare "File exists")."""
+    if path.is_symlink() and not path.exists():
+        return f"is a link to {os.readlink(path)}, which does not exist: create that folder, or pass another"
+    return None

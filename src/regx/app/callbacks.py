@@ -34,8 +34,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from regx.app.sweeps import MARKS_DIR, JobFailure, SweepPlan, check_grid_sweep, sweep_plan
-from regx.config import hydra_compat
+from regx.app.sweeps import (
+    MARKS_DIR,
+    JobFailure,
+    SweepPlan,
+    check_grid_sweep,
+    is_grid_sweep,
+    job_statuses,
+    sweep_plan,
+)
 from regx.errors import UserError
 
 
@@ -79,15 +86,10 @@ def exit_if_jobs_failed(config: DictConfig, sweep_dir: Path, marks: list[JobMark
 
     SystemExit, not an Exception: Hydra would turn an Exception from a callback into a
     warning; `regx train` prints the message and exits 1."""
-    from regx.engine.files import summary_of
-
-    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-    if sweeper != hydra_compat.BASIC_SWEEPER:
+    if not is_grid_sweep(config):
         return
-    jobs = sorted(
-        config_file.parent.parent for config_file in sweep_dir.glob("**/.hydra/config.yaml")
-    )
-    failed = [job for job in jobs if (summary_of(job) or {}).get("status") != "finished"]
+    jobs = job_statuses(sweep_dir)
+    failed = [job for job, status in jobs.items() if status != "finished"]
     failed += [Path(m.run_dir) for m in marks if m.failed and Path(m.run_dir) not in failed]
     if failed:
         raise SystemExit(

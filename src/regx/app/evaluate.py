@@ -12,7 +12,6 @@ are refused; the test set can change freely (`dataset.test_shift=corrupt shift.s
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regx.errors import ConfigError, UserError
+from regx.errors import ConfigError, UserError, dangling_link
 from regx.keys import role_of
 
 if TYPE_CHECKING:
@@ -121,11 +120,9 @@ def _slug(overrides: list[str], limit: int = 60) -> str:
 
 def check_out_dir(out: Path) -> None:
     """`--out DIR`: a folder evaluate creates, or an empty one (nothing in it is replaced)."""
-    if out.is_symlink() and not out.exists():
-        raise ConfigError(
-            "--out", out, f"is a link to {os.readlink(out)}, which does not exist: create "
-            "that folder, or pass another",
-        )  # fmt: skip
+    dangling = dangling_link(out)
+    if dangling:
+        raise ConfigError("--out", out, dangling)
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", out, "is a file; pass a new or empty folder")
     if out.is_dir() and any(out.iterdir()):

@@ -255,6 +255,21 @@ class JobFailure(float):
         return (JobFailure, ())
 
 
+def is_grid_sweep(config: DictConfig) -> bool:
+    """Whether the sweep is Hydra's basic sweeper (a grid), not a search."""
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    return sweeper == hydra_compat.BASIC_SWEEPER
+
+
+def job_statuses(sweep_dir: Path) -> dict[Path, Any]:
+    """{job folder: its summary.json `status` (None: none readable)} of every job under
+    `sweep_dir`, in path order."""
+    from regx.engine.files import summary_of
+
+    jobs = sorted(c.parent.parent for c in sweep_dir.glob("**/.hydra/config.yaml"))
+    return {job: (summary_of(job) or {}).get("status") for job in jobs}
+
+
 def sweep_plan(config: DictConfig) -> SweepPlan:
     """The plan of the multirun `config` (the launching process's config)."""
     sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
@@ -268,10 +283,7 @@ def sweep_plan(config: DictConfig) -> SweepPlan:
         parallel = min(parallel, n_jobs)
     if jobs:
         parallel = min(parallel, jobs)
-    grid = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")) == (
-        hydra_compat.BASIC_SWEEPER
-    )
-    return SweepPlan(jobs, max(parallel, 1), sweep_dir / MARKS_DIR, grid)
+    return SweepPlan(jobs, max(parallel, 1), sweep_dir / MARKS_DIR, is_grid_sweep(config))
 
 
 def planned_jobs(config: DictConfig, sweep_dir: Path) -> int | None:
@@ -279,8 +291,7 @@ def planned_jobs(config: DictConfig, sweep_dir: Path) -> int | None:
     and the command line's overrides), counted by its own `split_arguments`. A search with
     `n_trials` (regx_optuna): those not yet in the sweep dir (a continued search counts
     its earlier trials, each of which left a job folder). Otherwise None."""
-    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-    if sweeper == hydra_compat.BASIC_SWEEPER:
+    if is_grid_sweep(config):
         return hydra_compat.basic_sweep_size(config)
     n_trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
     if isinstance(n_trials, int) and not isinstance(n_trials, bool) and n_trials > 0:
@@ -313,10 +324,7 @@ def check_grid_sweep(config: DictConfig) -> None:
     refuse (UserError) one that expands to no job, and one whose sweep dir already holds
     finished jobs without `sweep.skip_done=true` (each of them would be refused, and the
     sweep would end as if it had done its work)."""
-    from regx.engine.files import summary_of
-
-    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-    if sweeper != hydra_compat.BASIC_SWEEPER:
+    if not is_grid_sweep(config):
         return
     if hydra_compat.basic_sweep_size(config) == 0:
         raise UserError(
@@ -326,8 +334,7 @@ def check_grid_sweep(config: DictConfig) -> None:
     sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))
     if OmegaConf.select(config, "sweep.skip_done", default=False) is True:
         return
-    jobs = sorted(c.parent.parent for c in sweep_dir.glob("**/.hydra/config.yaml"))
-    finished = [job for job in jobs if (summary_of(job) or {}).get("status") == "finished"]
+    finished = [job for job, status in job_statuses(sweep_dir).items() if status == "finished"]
     if finished:
         raise UserError(
             f"hydra.sweep.dir={sweep_dir} holds {len(finished)} finished job(s) of an earlier "

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from regx.errors import UserError
+from regx.errors import UserError, dangling_link
 from regx.report.between import SWEEP_COLUMNS as BETWEEN_COLUMNS
 from regx.report.format import Column
 from regx.report.grouping import Group, filter_runs, group_runs, show_value, sort_groups
@@ -308,11 +308,9 @@ def check_report_folder(out: Path) -> None:
             f"--out {out} is a run directory; the report would replace its report.md: "
             "pass --out another folder"
         )
-    if out.is_symlink() and not out.exists():
-        raise UserError(
-            f"--out {out} is a link to {os.readlink(out)}, which does not exist: create that "
-            "folder, or pass another"
-        )
+    dangling = dangling_link(out)
+    if dangling:
+        raise UserError(f"--out {out} {dangling}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".regx-report-{os.getpid()}.tmp"

@@ -393,6 +393,8 @@ def test_sort_and_where(sweep_dir, capsys):
         sweep_report([root], echo=False, where=["loss=focal"])
     with pytest.raises(UserError, match=r"--sort test\.eec: not a numeric summary field"):
         sweep_report([root], echo=False, sort="test.eec")
+    with pytest.raises(UserError, match=r"--sort test\.eec: not a numeric summary field"):
+        sweep_report([root], echo=False, sort=["test.ece", "test.eec"])
 
 
 def test_labels_name_the_option_and_keys_that_vary_within_it(tmp_path):

@@ -99,3 +99,25 @@ def test_a_pipe_gets_one_table_at_full_width(groups, capsys, monkeypatch):
     header = next(ln for ln in out.splitlines() if ln.startswith("┃"))
     titles = [c.strip() for c in header.strip("┃").split("┃")]
     assert titles == ["#", "loss", "loss.gamma", "n", *(c.title for c in report_columns(groups))]
+
+
+def test_further_sort_keys_break_ties_and_groups_without_a_value_go_last(tmp_path):
+    root = tmp_path / "s"
+    # (γ, accuracy, ECE): γ 0.2 and 0.5 tie on accuracy, γ 0.9 has no recall@1
+    for name, gamma, acc, ece, r1 in [
+        ("a", 0.2, 0.8, 0.30, 0.5),
+        ("b", 0.5, 0.8, 0.10, 0.7),
+        ("c", 0.9, 0.7, 0.20, None),
+    ]:
+        summary = finished(acc, ece, 0.02, 0.3, 0.9, r1=r1)
+        make_run(root, name, seed=0, loss="gamma_ce", gamma=gamma, summary=summary)
+    runs = [read_run(root / name) for name in "abc"]
+
+    def gammas(keys, descending=False):
+        ordered = sort_groups(group_runs(runs), keys, descending, runs)
+        return [g.runs[0].config["loss"]["gamma"] for g in ordered]
+
+    assert gammas(["test.acc", "test.ece"]) == [0.9, 0.5, 0.2]
+    assert gammas(["test.acc", "test.ece"], descending=True) == [0.2, 0.5, 0.9]
+    assert gammas(["retrieval.recall_at_1"]) == [0.2, 0.5, 0.9]
+    assert gammas(["retrieval.recall_at_1"], descending=True) == [0.5, 0.2, 0.9]  # None last

@@ -191,8 +191,11 @@ def report(
         metavar="PATHS",
         help="Run or sweep directories, searched recursively.",
     ),
-    sort: str | None = typer.Option(
-        None, "--sort", help="Order groups by the mean of a summary field, e.g. test.ece."
+    sort: list[str] = typer.Option(
+        [],
+        "--sort",
+        help="Order groups by the mean of a summary field, e.g. test.ece; repeatable: "
+        "ties go by the next.",
     ),
     descending: bool = typer.Option(False, "--desc", help="Sort from the largest value down."),
     where: list[str] = typer.Option(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,23 +192,30 @@ def sortable_keys(runs: list[RunRecord]) -> list[str]:
 
 
 def sort_groups(
-    groups: list[Group], key: str | None, descending: bool, runs: list[RunRecord]
+    groups: list[Group], keys: str | Sequence[str] | None, descending: bool, runs: list[RunRecord]
 ) -> list[Group]:
-    if key is None:
-        return groups
+    """Groups ordered by the mean of `keys[0]`, ties by the next key, and so on; a group
+    without a value for a key goes after those with one, in either direction."""
+    keys = [keys] if isinstance(keys, str) else list(keys or [])
     allowed = sortable_keys(runs)
-    if key not in allowed:
-        close = [k for k in allowed if key.split(".")[-1] in k][:10] or allowed[:10]
-        raise UserError(
-            f"--sort {key}: not a numeric summary field; try one of: {', '.join(close)}"
-        )
+    for key in keys:
+        if key not in allowed:
+            close = [k for k in allowed if key.split(".")[-1] in k][:10] or allowed[:10]
+            raise UserError(
+                f"--sort {key}: not a numeric summary field; try one of: {', '.join(close)}"
+            )
 
-    def value(g: Group) -> float:
-        return float(len(g.finished)) if key == "n" else g.stats(key)[0]
+    def order(key: str) -> Callable[[Group], tuple[bool, float]]:
+        def value(g: Group) -> tuple[bool, float]:
+            v = float(len(g.finished)) if key == "n" else g.stats(key)[0]
+            return math.isnan(v), (-v if descending else v)
 
-    present = [g for g in groups if not math.isnan(value(g))]
-    absent = [g for g in groups if math.isnan(value(g))]
-    return sorted(present, key=value, reverse=descending) + absent
+        return value
+
+    ordered = list(groups)
+    for key in reversed(keys):  # stable sorts, last key first: lexicographic order
+        ordered.sort(key=order(key))
+    return ordered
 
 
 # -- output ------------------------------------------------------------------------------------

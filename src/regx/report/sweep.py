@@ -26,6 +26,7 @@ import io
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +241,7 @@ def markdown_report(
     runs: list[RunRecord],
     paths: list[Path],
     has_plot: bool,
-    sort: str | None,
+    sort: Sequence[str],
     unreadable: list[RunRecord] = (),
 ) -> str:
     header, rows, n_labels = table_rows(groups)
@@ -255,7 +256,7 @@ def markdown_report(
         f"{len(runs) - finished} not finished"
         + (f", {len(unreadable)} unreadable" if unreadable else "")
         + f"; {len(groups)} group(s) of runs that differ only by seed"
-        + (f"; sorted by {sort}" if sort else "")
+        + (f"; sorted by {', '.join(sort)}" if sort else "")
         + ".",
         "",
         "| " + " | ".join(header) + " |",
@@ -345,7 +346,7 @@ def warn_repeated_runs(runs: list[RunRecord]) -> None:
 def sweep_report(
     paths: list[Path],
     out: Path | None = None,
-    sort: str | None = None,
+    sort: str | Sequence[str] | None = None,
     descending: bool = False,
     where: list[str] | None = None,
     plot: bool = True,
@@ -366,6 +367,7 @@ def sweep_report(
         raise UserError(f"no readable regx runs under {' '.join(map(str, paths))}: {shown}")
     runs = filter_runs(runs, list(where or []))
     warn_repeated_runs(runs)
+    sort = [sort] if isinstance(sort, str) else list(sort or [])
     groups = sort_groups(group_runs(runs), sort, descending, runs)
     if out is None:
         single = len(paths) == 1 and not (paths[0] / ".hydra" / "config.yaml").is_file()

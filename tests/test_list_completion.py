@@ -1,4 +1,5 @@
-"""Shell completion of `regx train` / `regx evaluate` overrides from conf/ (no torch)."""
+"""Shell completion of `regx train` / `regx evaluate` overrides and `regx list`'s group, from
+conf/ (no torch)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from regx.config.catalog import GROUPS
 from regx.config.completion import bash_at_equals, complete_override
 from regx.config.paths import config_dir
 
@@ -93,6 +95,8 @@ def _complete(line: str, cword: int, cwd: Path) -> subprocess.CompletedProcess:
         ("regx train loss =", 3, _stems("loss")),
         ("regx evaluate outputs/run loss=gamma_ce loss.sch", 4, ["loss.schedule="]),
         ("regx train --res", 2, ["--resume"]),
+        ("regx list l", 2, ["loss", "logger"]),  # the groups, in `regx list`'s order
+        ("regx list ", 2, [g for g in GROUPS if any((CONF / g).rglob("*.yaml"))]),
     ],
 )
 def test_completion_through_the_shell_protocol(line, cword, expected, tmp_path) -> None:

@@ -173,8 +173,18 @@ def train(
     raise typer.Exit(code)
 
 
+def _complete_group(incomplete: str) -> list[str]:
+    from regx.config.completion import complete_group
+
+    return complete_group(incomplete)
+
+
 @app.command("list")
-def list_options(group: str | None = typer.Argument(None, help="Only this config group.")) -> None:
+def list_options(
+    group: str | None = typer.Argument(
+        None, help="Only this config group.", autocompletion=_complete_group
+    ),
+) -> None:
     """The options of each config group and their parameters."""
     with command_body():
         from regx.config.catalog import print_catalog

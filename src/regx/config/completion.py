@@ -1,4 +1,5 @@
-"""Shell completion of the overrides of `regx train` and `regx evaluate`, read from conf/.
+"""Shell completion of the overrides of `regx train` and `regx evaluate` and of the group
+of `regx list`, read from conf/.
 
 Only YAML files are read (no torch, no Hydra composition), so a TAB answers at once. The
 word being completed decides what is offered:
@@ -9,6 +10,8 @@ word being completed decides what is offered:
 - `loss.` → `loss.gamma=`, …: the keys of the option chosen earlier on the line
   (`loss=gamma_ce`), else of the group's default (conf/config.yaml's defaults list);
 - `+`, `++` and `~` in front are kept: `+aug=` → `+aug=cutmix`, `+aug=mixup`, ….
+
+`regx list l` → `logger`, `loss`: the config groups (`complete_group`).
 
 Bash splits words at `=` (COMP_WORDBREAKS): `loss=g` reaches regx as `loss`, `=`, `g`, and
 the answer is then the part after the `=` (`gamma_ce`). For `loss=` alone click drops the `=`
@@ -116,6 +119,11 @@ def complete_word(word: str, done: list[str]) -> list[str]:
     listed, _, last = value.rpartition(",")
     head = f"{prefix}{name}=" + (f"{listed}," if listed else "")
     return [head + o for o in group_options(name) if o.startswith(last)]
+
+
+def complete_group(incomplete: str) -> list[str]:
+    """What a TAB after `regx list` offers: the config groups that have options."""
+    return [g for g in GROUPS if group_options(g) and g.startswith(incomplete)]
 
 
 def bash_at_equals(environ: Mapping[str, str]) -> bool:

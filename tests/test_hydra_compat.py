@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from regx.config import hydra_compat
+from regx.config import hydra_compat, trust
 from regx.config.build import instantiate_group
 from regx.errors import UserError
 
@@ -14,7 +14,7 @@ USER_LOSS = "fault_plugins.NaNAtStep"  # a class outside regx, like a user's own
 
 def test_trusted_targets_are_regx_plugins_and_the_users_packages(monkeypatch):
     monkeypatch.setenv("REGX_TRUSTED_TARGETS", " mylab.* , other.losses.MyLoss")
-    assert hydra_compat.trusted_targets() == [
+    assert trust.trusted_targets() == [
         "regx.*",
         "hydra_plugins.*",
         "mylab.*",
@@ -26,7 +26,7 @@ def test_trusted_targets_are_regx_plugins_and_the_users_packages(monkeypatch):
 def test_a_malformed_trusted_target_is_a_user_error_naming_the_variable(monkeypatch, bad):
     monkeypatch.setenv("REGX_TRUSTED_TARGETS", bad)
     with pytest.raises(UserError, match=r"^REGX_TRUSTED_TARGETS=.*is not a dotted name"):
-        hydra_compat.trusted_targets()
+        trust.trusted_targets()
 
 
 def test_version_keywords_match_the_installed_hydra():
@@ -47,10 +47,8 @@ def test_resolver_is_registered_once_and_cached():
     assert (cfg.a, cfg.b) == (1, 1)
 
 
-@pytest.mark.skipif(
-    not hydra_compat.HAS_EXECUTION_WHITELIST, reason="Hydra < 1.4 has no execution whitelist"
-)
 def test_an_untrusted_user_class_is_refused_in_one_line_naming_the_fix(monkeypatch):
+    """regx's own check, before the target is imported: the same on Hydra 1.3 and 1.4."""
     monkeypatch.delenv("REGX_TRUSTED_TARGETS")
     node = OmegaConf.create({"_target_": USER_LOSS, "step": 3})
     with pytest.raises(UserError) as refused:
@@ -66,6 +64,35 @@ def test_a_trusted_user_class_is_built(monkeypatch):
     monkeypatch.setenv("REGX_TRUSTED_TARGETS", "fault_plugins.*")
     loss = instantiate_group("loss", OmegaConf.create({"_target_": USER_LOSS, "step": 3}))
     assert type(loss).__module__ == "fault_plugins" and loss.step == 3
+
+
+@pytest.mark.parametrize(
+    ("node", "trusted", "expected"),
+    [
+        # nested targets are checked too, each named by its key
+        (
+            {"_target_": "regx.models.cnn.SmallCNN", "head": {"_target_": "mylab.Head"}},
+            "",
+            "model.head._target_=mylab.Head is not trusted (regx instantiates regx.*, "
+            "hydra_plugins.*); to use your own class, export REGX_TRUSTED_TARGETS='mylab.*'",
+        ),
+        # what runs commands is refused even when the user trusts its package
+        (
+            {"_target_": "subprocess.run", "args": ["touch", "x"]},
+            "subprocess.*",
+            "model._target_=subprocess.run is refused: a config may not call what runs "
+            "commands or code; point _target_ at a class of your own",
+        ),
+        # a pattern is a package prefix, not a string prefix
+        ({"_target_": "regxtra.Model"}, "", "model._target_=regxtra.Model is not trusted"),
+    ],
+)
+def test_untrusted_targets_are_refused_before_import(monkeypatch, node, trusted, expected):
+    monkeypatch.setenv("REGX_TRUSTED_TARGETS", trusted)
+    with pytest.raises(UserError) as refused:
+        instantiate_group("model", OmegaConf.create(node), _partial_=True)
+    assert str(refused.value).startswith(expected)
+    assert "regxtra" not in __import__("sys").modules
 
 
 def test_cli_prints_no_deprecation_warnings(cli):

@@ -35,6 +35,12 @@ class ConfigError(UserError):
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.allowed)
 
 
+class RefusedTargetError(UserError):
+    """A config names a `_target_` regx does not instantiate (regx.config.trust)."""
+
+    exit_code = 2
+
+
 class DataError(UserError):
     """Missing, corrupt or inconsistent data: names the file or folder and the fix."""
 

@@ -201,28 +201,13 @@ def _unknown_option(held: str, line: str, args: list[str]) -> str | None:
 
 # -- targets, folders, grammar ----------------------------------------------------------------
 def _refused_target(held: str, line: str, args: list[str]) -> str | None:
-    found = re.search(
-        r"Target '([^']+)'.*?(is not in the Hydra execution whitelist|cannot be authorized)",
-        held,
-        re.S,
-    )
-    if not found:
-        return None
-    from regx.config.hydra_compat import TRUST_ENV
+    from regx.config import hydra_compat
 
+    why = hydra_compat.untrusted_target_message(Exception(held))
+    if why is None:
+        return None
     full_key = re.search(r"full_key: (\S+)", held)
-    key = f"{full_key.group(1)}._target_" if full_key else "_target_"
-    target = found.group(1)
-    if found.group(2).startswith("cannot"):
-        return (
-            f"{key}={target}: Hydra never instantiates this target (it runs commands or lets "
-            "config data choose what runs); point _target_ at a class of your own"
-        )
-    package = target.split(".")[0]
-    return (
-        f"{key}={target}: not trusted (regx instantiates its own classes only); to use your "
-        f"own class, export {TRUST_ENV}='{package}.*'"
-    )
+    return f"{full_key.group(1)}.{why}" if full_key else why
 
 
 def _unimportable_target(held: str, line: str, args: list[str]) -> str | None:

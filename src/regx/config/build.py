@@ -19,11 +19,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from regx.config import hydra_compat
+from regx.config import hydra_compat, trust
 from regx.config.schema import validate_analysis, validate_top_level, validate_trainer
 from regx.config.suggest import closest
 from regx.engine.spec import RunSpec
-from regx.errors import ConfigError, UserError, check
+from regx.errors import ConfigError, RefusedTargetError, UserError, check
 from regx.params import declared_hints
 
 RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
@@ -247,7 +247,9 @@ def check_single_options(cfg: DictConfig, overrides: list[str]) -> None:
 
 
 def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
-    """Instantiate config group `group` (its node) with one-line errors."""
+    """Instantiate config group `group` (its node) with one-line errors; only trusted
+    `_target_`s (regx.config.trust), checked before anything is imported."""
+    trust.check_targets(group, OmegaConf.to_container(node, resolve=False))
     target = _target(group, node)
     _check_keys(group, target, node)
     _check_types(group, target, node)
@@ -256,7 +258,7 @@ def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
     except InstantiationException as e:
         untrusted = hydra_compat.untrusted_target_message(e)
         if untrusted:
-            raise UserError(f"{group}.{untrusted}") from None
+            raise RefusedTargetError(f"{group}.{untrusted}") from None
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause.under(group) from None

@@ -8,10 +8,9 @@ omegaconf 2.3 and 2.4. Three things changed between them, all handled here:
   is given. `VERSION_BASE` holds the keyword arguments for `hydra.main` and
   `initialize_config_dir` that keep both quiet.
 - Execution whitelist: Hydra 1.4 asks the calling code which `_target_`s a config may
-  instantiate (a config could otherwise name any callable). regx trusts its own package,
-  and Hydra's plugins; a user who plugs in their own class names its
-  package in the environment variable `REGX_TRUSTED_TARGETS` (`mylab.*`, comma-separated),
-  which is read by trusted code, not by the config. Hydra 1.3 has no such check.
+  instantiate (a config could otherwise name any callable); it is given regx's trusted
+  patterns (`regx.config.trust`, which regx checks itself on either release). Hydra 1.3
+  has no whitelist.
 - OmegaConf 2.4 renames `register_new_resolver` to `register_resolver`.
 
 Hydra's private API is used here only: `apply_overrides` and `basic_sweep_size`.
@@ -19,7 +18,6 @@ Hydra's private API is used here only: `apply_overrides` and `basic_sweep_size`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -28,11 +26,7 @@ import hydra
 import omegaconf
 from omegaconf import OmegaConf
 
-from regx.errors import UserError
-
-TRUST_ENV = "REGX_TRUSTED_TARGETS"
-BUILTIN_TRUSTED = ("regx.*", "hydra_plugins.*")
-_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(\.\*)?$")
+from regx.config.trust import never_message, trusted_targets, untrusted_message
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -44,18 +38,6 @@ HAS_EXECUTION_WHITELIST = _major_minor(hydra.__version__) >= (1, 4)
 VERSION_BASE: dict[str, Any] = {} if HAS_EXECUTION_WHITELIST else {"version_base": "1.3"}
 # OmegaConf 2.3's `register_resolver` is the legacy string-argument API; 2.4 reuses the name
 NEW_RESOLVER_API = _major_minor(omegaconf.__version__) >= (2, 4)
-
-
-def trusted_targets() -> list[str]:
-    """The `_target_` patterns regx lets a config instantiate (a trailing `.*`: a package)."""
-    extra = [p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()]
-    for pattern in extra:
-        if not _PATTERN.match(pattern):
-            raise UserError(
-                f"{TRUST_ENV}={os.environ[TRUST_ENV]}: {pattern!r} is not a dotted name or a "
-                "package prefix ending in '.*' (e.g. mylab.* or mylab.losses.MyLoss)"
-            )
-    return [*BUILTIN_TRUSTED, *extra]
 
 
 def main_kwargs() -> dict[str, Any]:
@@ -72,16 +54,14 @@ def instantiate_kwargs() -> dict[str, Any]:
 
 
 def untrusted_target_message(error: Exception) -> str | None:
-    """The one-line fix for Hydra 1.4's refusal of a `_target_` outside the whitelist."""
-    found = re.search(r"Target '([^']+)' is not in the Hydra execution whitelist", str(error))
-    if not found:
-        return None
-    target = found.group(1)
-    package = target.split(".")[0]
-    return (
-        f"_target_={target} is not trusted (regx instantiates {', '.join(BUILTIN_TRUSTED)}); "
-        f"to use your own class, export {TRUST_ENV}='{package}.*'"
-    )
+    """The one-line reason for Hydra's own refusal of a `_target_` (1.4's whitelist, or
+    either release's list of targets that run commands), or None for another error."""
+    text = " ".join(str(error).split())
+    never = re.search(r"Target '([^']+)' (cannot be authorized|is blocklisted)", text)
+    if never:
+        return never_message(never.group(1))
+    found = re.search(r"Target '([^']+)' is not in the Hydra execution whitelist", text)
+    return untrusted_message(found.group(1)) if found else None
 
 
 def register_resolver(name: str, resolver: Callable[..., Any]) -> None:

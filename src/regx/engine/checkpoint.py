@@ -1,5 +1,10 @@
 """Atomic checkpoints (`engine.files.atomic_write_bytes`): a crash (or SIGKILL) during a save
-leaves the previous checkpoint intact."""
+leaves the previous checkpoint intact.
+
+A checkpoint holds tensors and plain Python values only (the NumPy RNG state is stored as
+a tensor and numbers), and is read with `torch.load(weights_only=True)`: opening a run dir
+someone else made cannot run code hidden in its pickles. Checkpoints of earlier versions,
+whose NumPy state is an array, are read with just NumPy's array constructors allowed."""
 
 from __future__ import annotations
 
@@ -59,11 +64,18 @@ def load_checkpoint(
     (by default what a reader of the run's weights can do, `weights_fix`)."""
     fix = fix or weights_fix(path)
     try:
-        # weights_only=False: the file holds RNG states and plain Python objects we wrote
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():
+            raise DataError(
+                f"checkpoint {path} holds objects other than tensors and plain values, which "
+                f"regx does not load (unpickling them could run code): {fix}"
+            ) from None
         raise DataError(f"checkpoint {path} is unreadable ({short_reason(e)}): {fix}") from None
-    except Exception as e:  # unpickling runs arbitrary constructors: any error is possible
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise DataError(f"checkpoint {path} is unreadable ({short_reason(e)}): {fix}") from None
+    except Exception as e:  # a damaged zip or pickle can fail in many ways
         raise DataError(
             f"checkpoint {path} is unreadable ({type(e).__name__}: {short_reason(e)}): {fix}"
         ) from None
@@ -76,10 +88,23 @@ def load_checkpoint(
     return ckpt
 
 
+def _numpy_array_globals() -> list[Any]:
+    """What unpickling a NumPy array needs (earlier checkpoints' NumPy RNG state)."""
+    multiarray = getattr(np, "_core", None) or np.core
+    return [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -89,7 +114,17 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        keys = numpy_state["keys"].numpy().astype(np.uint32)
+        numpy_state = (
+            numpy_state["name"],
+            keys,
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    np.random.set_state(numpy_state)
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -176,7 +176,7 @@ def test_evaluating_an_unfinished_run_says_so(run, tmp_path, capsys):
     _, scored = evaluate(copy, [])
     assert scored["evaluation"]["run_status"] == "interrupted"
     assert capsys.readouterr().err.splitlines() == [
-        f"warning: {copy} did not finish (summary.json: status interrupted): scoring the best "
+        f"warning: {copy} did not finish (summary.json: status interrupted): using the best "
         "weights it saved so far"
     ]
     evaluate(run_dir, [])

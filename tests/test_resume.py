@@ -243,6 +243,24 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp_file(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+def test_a_killed_writers_temp_file_goes_with_the_next_write(tmp_path: Path) -> None:
+    """SIGKILL mid-save leaves `.last.pt.PID.tmp` (a checkpoint's size); the next save of the
+    file removes it, and never a temp file of a writer that still runs."""
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".last.pt.{int(gone.stdout)}.tmp"
+    alive = tmp_path / f".last.pt.{os.getppid()}.tmp"  # this test's parent still runs
+    other = tmp_path / f".best.pt.{int(gone.stdout)}.tmp"  # another file's: left to its write
+    for path in (stale, alive, other):
+        path.write_bytes(b"half")
+    atomic_write_bytes(tmp_path / "last.pt", lambda f: f.write(b"epoch 2"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.pt", alive.name, other.name])
+
+
 def test_kept_hydra_files_follow_launches_that_never_trained(tmp_path):
     """.hydra/kept/ is the run's own config: replaced while the folder holds no run files
     (an earlier launch stopped before training), frozen once the run has trained."""

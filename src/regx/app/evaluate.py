@@ -13,7 +13,6 @@ are refused; the test set can change freely (`dataset.test_shift=corrupt shift.s
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 import sys
 import time
@@ -149,51 +148,17 @@ def _run_overrides(run_dir: Path) -> list[str]:
     return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
 
 
-def _warn_if_unfinished(run_dir: Path) -> None:
-    from regx.engine.files import summary_of
-
-    summary = summary_of(run_dir)
-    if summary is None and (run_dir / "summary.json").exists():
-        print(
-            f"warning: {run_dir / 'summary.json'} is unreadable (not a JSON object): scoring "
-            "the best weights the run saved, with the dataset statistics of its training data",
-            file=sys.stderr,
-        )
-        return
-    status = (summary or {}).get("status", "unknown")
-    if status != "finished":
-        print(
-            f"warning: {run_dir} did not finish (summary.json: status {status}): scoring "
-            f"the best weights it saved so far",
-            file=sys.stderr,
-        )
-
-
 def _check_run_dir(run_dir: Path, overrides: list[str]) -> None:
     """RUN_DIR is one run; a sweep's folder, or several runs given at once, say what to pass."""
+    from regx.app.loaded_run import check_run_dir
+
     folders = [o for o in overrides if "=" not in o and Path(o).is_dir()]
     if folders:
         raise UserError(
             f"{folders[0]} is a folder, not an override: regx evaluate takes one RUN_DIR; "
             "evaluate each run with its own command"
         )
-    if (run_dir / ".hydra" / "config.yaml").is_file():
-        return
-    runs = sorted(
-        (p.parent.parent for p in run_dir.glob("*/.hydra/config.yaml")),
-        key=lambda p: (len(p.name), p.name),  # 2 before 10
-    )
-    if runs:
-        raise UserError(
-            f"{run_dir} is a sweep of {len(runs)} runs, not a run: pass one of them "
-            f"(e.g. regx evaluate {shlex.quote(str(runs[0]))})"
-        )
-    if not run_dir.exists():
-        raise UserError(f"{run_dir}: no such folder; pass a run directory (it holds .hydra/)")
-    raise UserError(
-        f"{run_dir} is not a regx run directory (no .hydra/config.yaml); "
-        "pass the folder that holds the run's .hydra/"
-    )
+    check_run_dir(run_dir, "regx evaluate {run}")
 
 
 def evaluate(
@@ -212,10 +177,11 @@ def evaluate(
     _check_run_dir(run_dir, overrides)
     from omegaconf import OmegaConf
 
-    from regx.app.loaded_run import load_run
+    from regx.app.loaded_run import open_run, unfinished_note
     from regx.app.run_paths import anchored_paths
     from regx.config import register_resolvers
     from regx.config.build import build_spec
+    from regx.engine.device import resolve_device
     from regx.engine.evaluate import EvaluationRequest, evaluate_run
     from regx.engine.robustness import RobustnessRequest
     from regx.report.run_report import run_choices
@@ -231,8 +197,10 @@ def evaluate(
     as_trained = apply_overrides(base, relocated)
     trained = build_spec(as_trained, [*run_overrides, *relocated])
     spec = build_spec(cfg, [*run_overrides, *overrides])
-    run = load_run(run_dir, device=spec.trainer.device)
-    _warn_if_unfinished(run_dir)
+    run = open_run(run_dir, resolve_device(spec.trainer.device))
+    note = unfinished_note(run_dir)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     same_test_set = all(
         OmegaConf.to_container(as_trained.get(k) or {}) == OmegaConf.to_container(cfg.get(k) or {})
         for k in ("dataset", "shift")

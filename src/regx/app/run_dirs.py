@@ -366,9 +366,9 @@ def check_run_files(run_dir: Path) -> None:
         except (OSError, ValueError, yaml.YAMLError) as e:
             why = " ".join(str(getattr(e, "problem", None) or e).split())
         else:
-            if data is None or isinstance(data, kind):
+            if isinstance(data, kind) or (data is None and kind is list):
                 continue
-            why = f"holds a {type(data).__name__}"
+            why = "it is empty" if data is None else f"holds a {type(data).__name__}"
         copy = run_dir / ".hydra" / KEPT_DIR / name
         fix = f"copy back {copy}, the run's own" if copy.is_file() else "restore it"
         raise UserError(f"{path} is unreadable ({why}); regx rebuilds the run from it: {fix}")

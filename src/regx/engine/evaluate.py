@@ -53,10 +53,13 @@ def best_weights(run_dir: Path) -> BestWeights:
             source = "checkpoints/last.pt (best weights)"
             return BestWeights(ckpt["best_weights"], source, state.get("best_epoch"))
         return BestWeights(ckpt["model"], "checkpoints/last.pt", state.get("epoch"))
-    raise UserError(
-        f"{run_dir} has no checkpoints/best.pt or last.pt to evaluate "
-        "(was it trained with trainer.checkpoint=false?)"
+    status = (files.summary_of(run_dir) or {}).get("status")
+    why = (
+        f"it ended {status} before its first checkpoint"
+        if status in ("diverged", "failed", "interrupted", "killed", "running")
+        else "was it trained with trainer.checkpoint=false?"
     )
+    raise UserError(f"{run_dir} has no checkpoints/best.pt or last.pt to evaluate ({why})")
 
 
 def check_same_validation(run_dir: Path, val_labels: Any) -> None:

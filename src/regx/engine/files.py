@@ -3,16 +3,21 @@ commands that only look at run dirs stay quick to start.
 
 `atomic_write_bytes` writes to a temp file in the same folder, fsyncs, renames, fsyncs the
 folder: a crash (or SIGKILL) mid-write leaves the previous file intact, and readers only
-ever see a complete old file or a complete new one.
+ever see a complete old file or a complete new one. The temp files a killed writer left are
+removed by the next write of the same file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from regx.processes import process_alive
 
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes to .hydra/
 
@@ -20,6 +25,7 @@ HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writ
 def atomic_write_bytes(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call `write(file)` on a temp file next to `path`, then atomically replace `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -42,6 +48,15 @@ def atomic_write_bytes(path: Path, write: Callable[[BinaryIO], object]) -> None:
             os.close(fd)
     except OSError:  # some file systems cannot fsync a directory
         pass
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temp files of earlier writes of `path` whose process is gone (killed mid-write)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = stale.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def read_hydra_files(run_dir: Path) -> dict[str, str]:

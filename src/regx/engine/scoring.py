@@ -259,6 +259,7 @@ def dataset_record(name: str, data: Any, train_size: int, val_size: int) -> dict
         "num_classes": data.num_classes,
         "image_size": data.image_size,
         "channels": data.channels,
+        "image_shape": list(data.test_x.shape[1:]),  # C, H, W: what the model takes
         "train_size": train_size,
         "val_size": val_size,
         "test_size": len(data.test_y),

@@ -231,6 +231,13 @@ def test_yaml_comments_describe_keys():
     )
     assert header_comment(text) == "The file."
     assert yaml_comments(text) == {"node.inner": "Above the key.", "node.tagged": "after the value"}
+    # a lead-in to the example commands below it ends the description with a period
+    for lead_in, described in (
+        ("at one scale (conf/scale/):", "at one scale (conf/scale/)."),
+        ("from the login node; e.g.", "from the login node."),
+    ):
+        example = f"# A preset {lead_in}\n#   regx train -m experiment=x\nseed: 0\n"
+        assert header_comment(example) == f"A preset {described}"
 
 
 SMOKE_RUN = ["train", "trainer=smoke", "trainer.threads=1"]
@@ -302,3 +309,23 @@ def test_an_empty_path_argument_is_refused_not_read_as_the_current_folder(cli, t
             f"Error: Invalid value for '{name}': empty: name a folder (an unset shell variable?)"
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_help_names_every_config_group() -> None:
+    from regx.cli import TRAIN_HELP
+    from regx.config.completion import complete_group
+
+    named = TRAIN_HELP.split("Config groups: ")[1].split(" (")[0].split(", ")
+    assert named == complete_group("")  # the groups that have options, in `regx list`'s order
+
+
+def test_debug_mode_adds_the_traceback_and_changes_nothing_else(tmp_path: Path) -> None:
+    env = {**os.environ, "REGX_DEBUG": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "regx", "train", "trainer.epochs=-1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.splitlines()[-1] == "error: trainer.epochs=-1: must be in [1, inf)"
+    assert list(tmp_path.iterdir()) == []  # no run dir left, as without REGX_DEBUG

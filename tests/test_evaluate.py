@@ -98,8 +98,14 @@ def test_a_validation_split_that_came_out_differently_is_refused(run, tmp_path):
         ("split.val_fraction=0.2", "split.val_fraction=0.2: cannot change in evaluate"),
         ("dataset.subset=100", "dataset.subset=100: cannot change in evaluate"),
         ("dataset=mnist", "dataset=mnist: cannot change in evaluate"),
-        ("model=cnn", "model=cnn: replaces a whole config group"),
-        ("trainer.epoch=3", "Could not override 'trainer.epoch'"),
+        ("model=cnn", "model=cnn: cannot change in evaluate: it sets how the checkpoint"),
+        ("trainer.epochs=5", "trainer.epochs=5: cannot change in evaluate: it sets how"),
+        ("loss.gamma=0.5", "loss.gamma=0.5: the run's config has no such key"),
+        (
+            "trainer.epoch=3",
+            "trainer.epoch=3: the run's config has no such key; did you mean trainer.epochs?",
+        ),
+        ("shift=none", "shift=none: replaces a whole config group"),
         ("trainer.epochs=[1", "bad override"),
         ("+hydra.run.dir=/tmp/x", "hydra.run.dir=/tmp/x: evaluate is not a Hydra run"),
         ("hydra.job.chdir=true", "hydra.job.chdir=True: evaluate is not a Hydra run"),
@@ -331,7 +337,7 @@ def test_a_relative_dataset_root_means_the_folder_the_run_was_launched_in(tmp_pa
     """`dataset.root=../images` typed in folder A: evaluating (or resuming) the run from
     another folder reads A/../images, not the other folder's ../images."""
     from conftest import run_cli
-    from regx.app.hydra_task import resume_args
+    from regx.app.run_paths import resume_args
 
     two_class_images(tmp_path / "images")
     launched_in = tmp_path / "a"

@@ -127,7 +127,7 @@ def test_resume_with_damaged_overrides_is_one_line(
 def test_resume_quotes_a_run_dir_with_a_comma_or_space(tmp_path: Path) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from regx.app.hydra_task import resume_args
+    from regx.app.run_paths import resume_args
 
     run_dir = tmp_path / "data, here=odd"
     (run_dir / ".hydra").mkdir(parents=True)
@@ -184,6 +184,8 @@ def test_a_run_dir_in_use_is_refused_and_left_alone(finished: Path, tmp_path: Pa
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         _lock(run_dir, owner.pid)
+        # without a last.pt, too: no warning that it would train again, only the refusal
+        (run_dir / "checkpoints" / "last.pt").unlink()
         before = tree(run_dir)
         code, _, err = resume_in_process(run_dir)
         assert code == 1

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -246,15 +247,12 @@ def test_regx_launcher_configs_build_the_plugins_launchers(launcher, keys):
     assert type(built).__module__.startswith(f"hydra_plugins.hydra_{launcher.split('_')[0]}")
 
 
-def test_sigterm_to_a_joblib_launcher_stops_every_worker_s_run_with_a_checkpoint(tmp_path):
-    """The launcher passes the signal on to its workers and waits for them (joblib would kill
-    them outright): each run stops after its step, resumable, and nothing is left running."""
-    from regx.processes import child_processes, running
-
+def _joblib_sweep(tmp_path: Path, epochs: int) -> tuple[subprocess.Popen, Path]:
+    """A 3-job joblib sweep (2 at a time) in its own session, as from a terminal."""
     sweep = tmp_path / "sweep"
     args = [
         "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2",
-        "trainer=smoke", "trainer.epochs=5000", "trainer.progress=false",
+        "trainer=smoke", f"trainer.epochs={epochs}", "trainer.progress=false",
         f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "REGX_DEBUG")}
@@ -262,23 +260,54 @@ def test_sigterm_to_a_joblib_launcher_stops_every_worker_s_run_with_a_checkpoint
         [sys.executable, "-m", "regx", *args], cwd=tmp_path, env=env, text=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
+    return proc, sweep
+
+
+def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before the signal"
+
+
+def _loky_workers(proc: subprocess.Popen) -> list[int]:
+    from regx.processes import child_processes
+
+    return [pid for pid, cmd in child_processes(proc.pid).items() if "popen_loky" in cmd]
+
+
+@pytest.mark.parametrize(
+    ("to_group", "signum"),
+    [(False, signal.SIGTERM), (True, signal.SIGINT)],
+    ids=["sigterm-to-the-launcher", "ctrl-c-to-the-terminal-s-process-group"],
+)
+def test_a_signal_to_a_joblib_sweep_stops_every_worker_s_run_with_a_checkpoint(
+    tmp_path, to_group, signum
+):
+    """The launcher passes the stop on to its workers as one SIGTERM each and waits for them
+    (joblib would kill them outright); workers ignore the terminal's own SIGINT, which would
+    be a second signal and abort the run unsaved. Each run stops after its step, resumable,
+    and nothing is left running."""
+    from regx.processes import running
+
+    proc, sweep = _joblib_sweep(tmp_path, epochs=5000)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            if all((sweep / j / "checkpoints" / "last.pt").is_file() for j in ("0", "1")):
-                break
-            time.sleep(0.1)
-        assert proc.poll() is None, "the sweep ended before the signal"
-        workers = [pid for pid, cmd in child_processes(proc.pid).items() if "popen_loky" in cmd]
+        _wait_for(
+            proc, lambda: all((sweep / j / "checkpoints" / "last.pt").is_file() for j in "01")
+        )
+        workers = _loky_workers(proc)
         assert len(workers) == 2
-        proc.send_signal(signal.SIGTERM)
+        if to_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
         _, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 143, err
+    assert proc.returncode == 128 + signum, err
     assert err.strip().splitlines()[-1] == (
-        "error: interrupted (SIGTERM); files already written are kept"
+        f"error: interrupted ({signal.Signals(signum).name}); files already written are kept"
     )
     for job in ("0", "1"):
         summary = json.loads((sweep / job / "summary.json").read_text())
@@ -287,3 +316,28 @@ def test_sigterm_to_a_joblib_launcher_stops_every_worker_s_run_with_a_checkpoint
         assert not (sweep / job / ".regx-lock").exists()
     assert not (sweep / "2").exists()  # the queued job never started
     assert [pid for pid in workers if running(pid)] == []  # (a zombie waits for init to reap it)
+
+
+def test_sigint_while_joblib_workers_start_ends_the_sweep_at_once(tmp_path):
+    """A SIGINT to the launcher as its workers start (before any run trains) used to reach
+    them as a KeyboardInterrupt, which loky returned as the job's result: the workers took
+    the next jobs and the launcher waited for them for minutes."""
+    from regx.processes import running
+
+    proc, sweep = _joblib_sweep(tmp_path, epochs=2)
+    try:
+        _wait_for(proc, lambda: len(_loky_workers(proc)) == 2)
+        workers = _loky_workers(proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # a hang guard: it takes about a second
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "error: interrupted (SIGINT); files already written are kept"
+    )
+    statuses = [json.loads(s.read_text())["status"] for s in sweep.glob("*/summary.json")]
+    assert "finished" not in statuses  # no job ran to its end after the signal
+    assert [pid for pid in workers if running(pid)] == []

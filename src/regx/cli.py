@@ -120,7 +120,8 @@ TRAIN_HELP = (
     "Everything after `train` goes to Hydra: overrides such as `loss=gamma_ce loss.gamma=0.5` "
     "or `+aug=mixup`, `-m seed=0,1,2` for a sweep, `--cfg job` to print the composed config, "
     "`--info`, `-c`.\n\n"
-    "Config groups: dataset, model, aug, loss, split, trainer, experiment, logger "
+    "Config groups: dataset, model, aug, loss, split, trainer, experiment, scale, arm, "
+    "condition, logger, hparams_search, hydra/launcher, hydra/sweeper "
     "(`regx list` shows their options)."
 )
 

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 TRAINING_DATA_PREFIXES = ("seed", "split", "dataset")
 
 
-def _check_override(override: Any) -> None:
+def _check_override(override: Any, cfg: Any) -> None:
+    """Only what scores the trained weights may change (roles evaluation, execution, io):
+    never a hydra.* key, a key the run's config lacks (unless added with +), or a key that
+    set what the checkpoint was trained on or with."""
+    from omegaconf import OmegaConf
+
+    from regx.config.suggest import closest
+    from regx.keys import flatten_config
+
     key = str(override.key_or_group)
     if key.split(".")[0] == "hydra":
         # evaluate runs no Hydra job: a hydra.* key would be accepted and then do nothing
@@ -40,18 +48,30 @@ def _check_override(override: Any) -> None:
             "evaluate is not a Hydra run; it writes into RUN_DIR/eval/<time>-<overrides>/, "
             "or into a new folder given with --out DIR",
         )
-    fixed = key.split(".")[0] in TRAINING_DATA_PREFIXES and role_of(key) in (
-        "experiment",
-        "replicate",
-    )
-    if fixed:
-        raise ConfigError(
-            key,
-            override.value(),
-            "cannot change in evaluate: the checkpoint was trained on the images this "
-            "setting selects, and its validation set must stay the one it never trained on; "
-            "allowed here: dataset.test_shift, shift.*, dataset.root, and any non-data key",
+    missing = OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT
+    if missing and not override.is_add() and not override.is_force_add():
+        meant = closest(key, flatten_config(OmegaConf.to_container(cfg)))
+        hint = f"did you mean {meant}?" if meant else "add it with +key=value if it is new"
+        raise ConfigError(key, override.value(), f"the run's config has no such key; {hint}")
+    if role_of(key) not in ("experiment", "replicate"):
+        return
+    if key.split(".")[0] in TRAINING_DATA_PREFIXES:
+        why = (
+            "the checkpoint was trained on the images this setting selects, and its "
+            "validation set must stay the one it never trained on"
         )
+    else:
+        why = "it sets how the checkpoint was trained (model, loss, augmentation, training)"
+    raise ConfigError(
+        key,
+        override.value(),
+        f"cannot change in evaluate: {why}; allowed here: dataset.test_shift, shift.*, "
+        "calibration.*, between.*, retrieval.*, dataset.root and how it runs "
+        "(trainer.device, trainer.eval_batch_size, …)",
+    )
+
+
+_ABSENT = object()
 
 
 def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
@@ -68,7 +88,7 @@ def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
         raise UserError(f"bad override: {str(e).splitlines()[0]}") from None
     cfg = OmegaConf.create(OmegaConf.to_container(cfg))
     for override in parsed:
-        _check_override(override)
+        _check_override(override, cfg)
         node = OmegaConf.select(cfg, str(override.key_or_group), throw_on_missing=False)
         if isinstance(node, DictConfig) and not isinstance(override.value(), dict):
             raise ConfigError(

@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import sys
+import traceback
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -85,24 +86,30 @@ def task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from regx.app.run_lock import in_sweep_worker, orphaned, watch_launcher
+    from regx.app import run_lock
     from regx.config import hydra_compat
 
     _job_started()
+    worker = run_lock.worker_signals()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        if watch_launcher():  # a sweep worker whose launcher died: start nothing
+        if run_lock.watch_launcher():  # a sweep worker whose launcher died: start nothing
             _leave_run_dir(cfg, None, UserError("the sweep's launcher died"), multirun=False)
             return math.nan
-        return _run_job(cfg, run_dir, multirun, hydra_compat.task_overrides(hc))
+        with worker.raising() if worker else nullcontext():
+            return _run_job(cfg, run_dir, multirun, hydra_compat.task_overrides(hc))
+    except Interrupted as e:  # before training, in a worker: its folder is left; so is it
+        if worker is None:
+            raise
+        leave_now(e.exit_code)
     except SystemExit as e:  # a signal stopped the job (its checkpoint saved), as the sweep
-        if in_sweep_worker():  # end the worker too: nothing to report back to the launcher
+        if run_lock.in_sweep_worker():  # end the worker too: nothing to report back to the launcher
             leave_now(e.code if isinstance(e.code, int) else 1)
         raise
     finally:
-        if orphaned():  # the job stopped (its checkpoint saved): end the worker too
+        if run_lock.orphaned():  # the job stopped (its checkpoint saved): end the worker too
             leave_now(128 + signal.SIGTERM)
 
 
@@ -118,8 +125,8 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
         with before_leaving_mid_import(lambda: _leave_interrupted(cfg, guard, multirun)):
             summary, skipped = _train(cfg, guard, multirun, overrides)
     except (UserError, OSError) as e:
-        if debug_mode():
-            raise
+        if debug_mode():  # the traceback too; the run dir and exit code as without it
+            traceback.print_exc()
         error = (
             e if isinstance(e, UserError) else UserError(job_os_error_message(e, guard, run_dir))
         )
@@ -235,47 +242,6 @@ def _record_failure(run_dir: Path, error: UserError) -> None:
         pass  # the disk may be the problem; the one-line message still reaches the user
 
 
-def resume_args(run_dir: Path) -> list[str]:
-    """The overrides that made `run_dir`, plus hydra.run.dir pointing back at it."""
-    import yaml
-
-    from regx.app.torchrun import quote_override_value
-
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    if not run_dir.exists():
-        raise UserError(f"--resume {run_dir}: no such folder; pass the run's directory")
-    if not overrides_file.is_file():
-        raise UserError(
-            f"{run_dir} is not a regx run directory (no .hydra/overrides.yaml); "
-            "pass the folder that holds the run's .hydra/"
-        )
-    try:
-        overrides = yaml.safe_load(overrides_file.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        reason = " ".join(str(getattr(e, "problem", None) or e).split()) or type(e).__name__
-        raise UserError(
-            f"{overrides_file} is unreadable ({reason}); it lists the overrides the run was "
-            "made with: put them back as a YAML list (e.g. - loss=gamma_ce), or train a new run"
-        ) from None
-    overrides = [] if overrides is None else overrides
-    if not isinstance(overrides, list) or not all(
-        isinstance(o, (str, int, float)) for o in overrides
-    ):
-        raise UserError(
-            f"{overrides_file} holds no list of overrides ({type(overrides).__name__}); "
-            "put them back as a YAML list (e.g. - loss=gamma_ce), or train a new run"
-        )
-    from regx.app.run_paths import anchored_paths
-
-    # a relative dataset.root means the folder the run was launched in, not this one
-    anchored = [f"{k}={quote_override_value(v)}" for k, v in anchored_paths(run_dir).items()]
-    return [
-        *(str(o) for o in overrides),
-        *anchored,
-        f"hydra.run.dir={quote_override_value(str(run_dir))}",
-    ]
-
-
 def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:
     """Hydra's exit status as an int; what it wrote before the job started, condensed to
     one line when it failed (an unknown key, a missing plugin)."""
@@ -309,10 +275,11 @@ def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:
 
 def _before_launch(args: list[str], resume: Path | None) -> list[str]:
     """The command line Hydra gets; refuses (UserError) what must not start at all."""
-    from regx.app import run_dirs, torchrun
+    from regx.app import run_dirs, run_lock, run_paths, torchrun
 
     if resume is not None:
-        args = resume_args(resume) + args
+        run_lock.check_free(resume)
+        args = run_paths.resume_args(resume) + args
     run_dirs.check_before_launch(args, resume)
     if resume is not None:
         run_dirs.check_resume_config(resume)
@@ -334,7 +301,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     import hydra
 
     from regx.app import run_dirs
-    from regx.app.run_lock import mark_launcher, stop_workers_on_signal
+    from regx.app.run_lock import RunDirBusy, mark_launcher, stop_workers_on_signal
     from regx.app.sweeps import prefer_regx_plugin_configs
     from regx.config import hydra_compat
     from regx.config.paths import config_dir
@@ -343,6 +310,9 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
     try:
         args = _before_launch(args, resume)
         hydra_kwargs = hydra_compat.main_kwargs()
+    except RunDirBusy as e:  # as when the job finds the lock taken
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code if e.exit_code != 1 else 2

@@ -38,8 +38,7 @@ class LoadedRun:
     checkpoint_epoch: int | None
     batch_size: int = 512
     precision: str = "32"
-    # (C, H, W) the model trained on; H None where an older summary.json did not record it
-    image_shape: tuple[int, int | None, int] | None = None
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W) the model trained on
 
     def _run(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
         from regx.engine.predict import predict
@@ -66,8 +65,8 @@ class LoadedRun:
             return images
         c, h, w = self.image_shape
         got = tuple(images.shape[1:])
-        if got[0] != c or got[2] != w or (h is not None and got[1] != h):
-            shown = f"(N, {c}, {h if h is not None else w}, {w})"
+        if got != self.image_shape:
+            shown = f"(N, {c}, {h}, {w})"
             hint = (
                 "; channels last? pass images.permute(0, 3, 1, 2)"
                 if got[-1] == c and got[0] != c
@@ -165,11 +164,12 @@ def _complete_record(record: Any) -> bool:
     )
 
 
-def _image_shape(record: dict[str, Any]) -> tuple[int, int | None, int]:
+def _image_shape(record: dict[str, Any]) -> tuple[int, int, int]:
+    """(C, H, W); square for a summary.json written before `image_shape` was recorded."""
     shape = record.get("image_shape")
     if isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape):
         return shape[0], shape[1], shape[2]
-    return record["channels"], None, record["image_size"]
+    return record["channels"], record["image_size"], record["image_size"]
 
 
 def resolve_load_device(device: Any) -> torch.device:

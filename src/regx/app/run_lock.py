@@ -29,7 +29,10 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from regx.engine.signals import InterruptOutsideTraining
 
 from regx.errors import UserError
 from regx.processes import process_alive
@@ -124,6 +127,17 @@ class RunLock:
                 self.path.unlink()
 
 
+def check_free(run_dir: Path) -> None:
+    """`RunDirBusy` now if a live process holds `run_dir`'s lock (before a resume says
+    anything about the run; the job takes the lock itself when it starts)."""
+    path = run_dir / LOCK_NAME
+    if path.is_file():
+        owner = _read_owner(path)
+        gone = owner_is_gone(owner)
+        if gone is False or gone is None:
+            raise RunDirBusy(_busy_message(run_dir, owner, gone))
+
+
 def _move_stale(path: Path, stale: dict[str, Any] | None) -> None:
     """Move the stale lock `stale` out of the way; a lock another taker created meanwhile
     (it moved the stale one first) is put back."""
@@ -193,6 +207,28 @@ def in_sweep_worker() -> bool:
     return os.environ.get(LAUNCHER_ENV, str(os.getpid())) != str(os.getpid())
 
 
+def worker_signals() -> InterruptOutsideTraining | None:
+    """In a joblib worker (the launcher's child): SIGINT ignored, SIGTERM handled as the
+    `regx` command handles it; returns that handler (None elsewhere).
+
+    Ctrl-C in the terminal reaches the launcher and its workers alike, and the launcher
+    passes the stop on to each worker as one SIGTERM (`stop_workers_on_signal`); a worker's
+    own SIGINT would be a second signal, which aborts a run without saving it (StopRequest
+    keeps an ignored signal ignored). Outside training the SIGTERM raises `Interrupted`
+    within the handler's `raising()`, so the job leaves its folder as a failed job does."""
+    from regx.engine.signals import InterruptOutsideTraining
+
+    try:
+        launcher = int(os.environ.get(LAUNCHER_ENV, "0"))
+    except ValueError:
+        return None
+    is_worker = launcher not in (0, os.getpid()) and os.getppid() == launcher
+    if not is_worker or threading.current_thread() is not threading.main_thread():
+        return None
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return InterruptOutsideTraining().install(signals=(signal.SIGTERM,))
+
+
 def orphaned() -> bool:
     """Whether this worker's launcher died (the watch then stops this process)."""
     return _orphaned.is_set()
@@ -230,12 +266,10 @@ def _watch(launcher: int) -> None:
 def stop_workers_on_signal(frame: Any) -> None:
     """A signal to the launcher of a joblib sweep (a `noting_signal` note, run before the
     signal unwinds the launcher, where joblib would kill its workers outright): pass it on to
-    the worker processes, whose runs then stop after their step with a checkpoint, and wait
-    for them (at most `ORPHAN_GRACE_S`)."""
-    from regx.engine.signals import signal_received
+    the worker processes as SIGTERM, whose runs then stop after their step with a checkpoint
+    (idle or starting workers end at once), and wait for them (at most `ORPHAN_GRACE_S`)."""
     from regx.processes import child_processes, running
 
-    signum = signal_received() or signal.SIGTERM
     workers = [
         pid
         for pid, cmdline in child_processes(os.getpid()).items()
@@ -243,7 +277,9 @@ def stop_workers_on_signal(frame: Any) -> None:
     ]
     for pid in workers:
         with contextlib.suppress(OSError):
-            os.kill(pid, signum)
+            # SIGTERM whatever the launcher got: a KeyboardInterrupt outside training would
+            # be caught by loky as the job's result, and the worker would take the next job
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + ORPHAN_GRACE_S
     while any(running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)

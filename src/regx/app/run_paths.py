@@ -1,4 +1,5 @@
-"""Folders a run reads that its config may name relative to where it was launched."""
+"""Folders a run reads that its config may name relative to where it was launched, and the
+overrides that train a run again in its own folder (`regx train --resume RUN`)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,43 @@ def anchored_paths(run_dir: Path) -> dict[str, str]:
         if isinstance(value, str) and value and "${" not in value and not Path(value).is_absolute():
             anchored[key] = os.path.normpath(Path(str(launched_in)) / Path(value).expanduser())
     return anchored
+
+
+def resume_args(run_dir: Path) -> list[str]:
+    """The overrides that made `run_dir`, plus hydra.run.dir pointing back at it."""
+    import yaml
+
+    from regx.app.torchrun import quote_override_value
+    from regx.errors import UserError
+
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not run_dir.exists():
+        raise UserError(f"--resume {run_dir}: no such folder; pass the run's directory")
+    if not overrides_file.is_file():
+        raise UserError(
+            f"{run_dir} is not a regx run directory (no .hydra/overrides.yaml); "
+            "pass the folder that holds the run's .hydra/"
+        )
+    try:
+        overrides = yaml.safe_load(overrides_file.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        reason = " ".join(str(getattr(e, "problem", None) or e).split()) or type(e).__name__
+        raise UserError(
+            f"{overrides_file} is unreadable ({reason}); it lists the overrides the run was "
+            "made with: put them back as a YAML list (e.g. - loss=gamma_ce), or train a new run"
+        ) from None
+    overrides = [] if overrides is None else overrides
+    if not isinstance(overrides, list) or not all(
+        isinstance(o, (str, int, float)) for o in overrides
+    ):
+        raise UserError(
+            f"{overrides_file} holds no list of overrides ({type(overrides).__name__}); "
+            "put them back as a YAML list (e.g. - loss=gamma_ce), or train a new run"
+        )
+    # a relative dataset.root means the folder the run was launched in, not this one
+    anchored = [f"{k}={quote_override_value(v)}" for k, v in anchored_paths(run_dir).items()]
+    return [
+        *(str(o) for o in overrides),
+        *anchored,
+        f"hydra.run.dir={quote_override_value(str(run_dir))}",
+    ]

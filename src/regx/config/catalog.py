@@ -129,7 +129,8 @@ def yaml_comments(text: str) -> dict[str, str]:
 
 def header_comment(text: str) -> str:
     """The first sentence of the file's leading comment (`# @package` lines skipped; the
-    paragraph ends at an empty or indented comment line, e.g. an example command)."""
+    paragraph ends at an empty or indented comment line, e.g. an example command, and a
+    lead-in to it, `…:` or `…; e.g.`, ends in a period instead)."""
     lines: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()
@@ -143,7 +144,8 @@ def header_comment(text: str) -> str:
                 break
             continue
         lines.append(body.strip())
-    return _first_sentence(lines)
+    # prose that leads into the example commands below it ends in ":" or "e.g.": a period
+    return re.sub(r"(;?\s*e\.g\.|:)$", ".", _first_sentence(lines).rstrip())
 
 
 def _package(text: str, group: str) -> str:

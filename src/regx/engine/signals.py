@@ -55,6 +55,8 @@ class StopRequest:
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored on purpose (a sweep worker's SIGINT, nohup): it stays so
                 previous = signal.signal(sig, self._handle)
                 self._previous[sig] = previous
                 if self.signum is None and isinstance(previous, InterruptOutsideTraining):
@@ -128,9 +130,9 @@ class InterruptOutsideTraining:
         if not isinstance(unraisable.exc_value, Interrupted):
             self._unraisablehook(unraisable)
 
-    def install(self) -> InterruptOutsideTraining:
+    def install(self, signals: tuple[int, ...] = STOP_SIGNALS) -> InterruptOutsideTraining:
         if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
+            for sig in signals:
                 signal.signal(sig, self)
             self._unraisablehook = sys.unraisablehook
             sys.unraisablehook = self._drop_ignored_interrupt
@@ -161,8 +163,8 @@ def noting_signal(note: Callable[[FrameType | None], None]) -> contextlib.Abstra
 def _listed_while_inside(listing: str, fn: Callable[..., None]) -> Iterator[None]:
     """`fn` in the command handler's list `listing` for the duration of the block (a no-op
     where the handler is not regx's, e.g. in-process tests without the CLI)."""
-    handler = signal.getsignal(signal.SIGINT)
-    if not isinstance(handler, InterruptOutsideTraining):
+    handler = _command_handler()
+    if handler is None:
         yield
         return
     getattr(handler, listing).append(fn)
@@ -172,10 +174,19 @@ def _listed_while_inside(listing: str, fn: Callable[..., None]) -> Iterator[None
         getattr(handler, listing).remove(fn)
 
 
+def _command_handler() -> InterruptOutsideTraining | None:
+    """regx's outside-training handler (a sweep worker has it on SIGTERM only), or None."""
+    for sig in STOP_SIGNALS:
+        handler = signal.getsignal(sig)
+        if isinstance(handler, InterruptOutsideTraining):
+            return handler
+    return None
+
+
 def signal_received() -> int | None:
     """The signal the command's outside-training handler has remembered, if any."""
-    handler = signal.getsignal(signal.SIGINT)
-    return handler.signum if isinstance(handler, InterruptOutsideTraining) else None
+    handler = _command_handler()
+    return handler.signum if handler is not None else None
 
 
 def inside_import(frame: FrameType | None) -> bool:

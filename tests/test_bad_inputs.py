@@ -266,10 +266,6 @@ def test_missing_data_from_an_unset_environment_variable_names_the_variable(
     assert sorted(tmp_path.rglob("*")) == []  # no run folder left behind
 
 
-def test_at_least_twenty_bad_inputs_are_covered() -> None:
-    assert len(CASES) >= 20
-
-
 def test_resume_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
     from regx.app.hydra_task import run_hydra
 

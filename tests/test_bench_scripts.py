@@ -125,13 +125,19 @@ def test_timm_soft_target_loss_equals_regx_mixed_loss() -> None:
 
 @pytest.mark.parametrize(("start", "order"), [(0, "ABBAAB"), (1, "BAABBA")])
 def test_interleaved_alternates_single_calls_and_sums_each_contenders_time(
-    start: int, order: str
+    start: int, order: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from benchlib.timing import interleaved
+    from benchlib import timing
 
     calls: list[str] = []
     fns = {name: (lambda name=name: calls.append(name)) for name in "AB"}
-    totals = interleaved(fns, 3, torch.device("cpu"), start=start)
+    seconds = {"A": (1.0, 0.5), "B": (2.0, 0.25)}  # (wall, CPU) each call of A or B takes
+
+    def timed(fn, device):
+        fn()
+        return seconds[calls[-1]]
+
+    monkeypatch.setattr(timing, "timed", timed)
+    totals = timing.interleaved(fns, 3, torch.device("cpu"), start=start)
     assert "".join(calls) == order
-    assert set(totals) == {"A", "B"}
-    assert all(wall >= 0 and cpu >= 0 for wall, cpu in totals.values())
+    assert totals == {"A": (3.0, 1.5), "B": (6.0, 0.75)}

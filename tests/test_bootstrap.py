@@ -98,7 +98,8 @@ def test_the_gap_interval_resamples_both_sets_independently():
     lo, hi = gap_ci(val, test, 15, resamples=500, seed=0)
     gap = abs(val.correct.mean() - test.correct.mean())
     assert 0 < lo < gap < hi
-    # The same numbers from the two index matrices of the documented streams.
+    # The same numbers from the two index matrices of the documented streams, which differ.
+    assert STREAMS["val"] != STREAMS["test"]
     iv = bootstrap_index(200, 500, 0, STREAMS["val"])
     it = bootstrap_index(500, 500, 0, STREAMS["test"])
     diffs = np.abs(val.correct[iv].mean(axis=1) - test.correct[it].mean(axis=1))
@@ -117,7 +118,26 @@ def test_confidence_intervals_for_summary_json():
     # test and test_ts share resamples: same accuracy interval (T keeps the argmax).
     assert ci["test"]["acc"] == ci["test_ts"]["acc"] and ci["test"]["ece"] != ci["test_ts"]["ece"]
     assert ci["test"] == bootstrap_ci(test_probs, test_labels, 15, 300, 0, None, STREAMS["test"])
-    assert all(isinstance(v, float) for v in ci["val"]["acc"] + ci["val_test_gap"])
+    # val and the gap, recomputed here from the documented streams' index matrices
+    iv = bootstrap_index(100, 300, 0, STREAMS["val"])
+    it = bootstrap_index(300, 300, 0, STREAMS["test"])
+    val_ok = (val_probs.argmax(dim=1) == val_labels).double().numpy()
+    test_ok = (test_probs.argmax(dim=1) == test_labels).double().numpy()
+    val_acc, test_acc = val_ok[iv].mean(axis=1), test_ok[it].mean(axis=1)
+    interval = [0.025, 0.975]
+    assert ci["val"]["acc"] == pytest.approx(list(np.quantile(val_acc, interval)), abs=1e-12)
+    gap = np.abs(val_acc - test_acc)
+    assert ci["val_test_gap"] == pytest.approx(list(np.quantile(gap, interval)), abs=1e-12)
+    # a weighted split's validation weights reach the val interval
+    weights = torch.rand(100, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    weighted = confidence_intervals(
+        test_probs, test_labels, ts_probs, val_probs, val_labels, weights + 0.5, resamples=300
+    )
+    ww = (weights + 0.5).numpy()[iv]
+    val_acc_w = (ww * val_ok[iv]).sum(axis=1) / ww.sum(axis=1)
+    expected = list(np.quantile(val_acc_w, interval))
+    assert weighted["val"]["acc"] == pytest.approx(expected, abs=1e-12)
+    assert weighted["val"]["acc"] != ci["val"]["acc"]
     off = confidence_intervals(
         test_probs, test_labels, ts_probs, val_probs, val_labels, resamples=0
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -356,4 +357,6 @@ def test_short_run_with_new_mixer(train_run, tmp_path: Path, aug: str) -> None:
         rows = list(csv.DictReader(f))
     assert [float(r["mix_fraction"]) for r in rows] == [1.0, 1.0]
     assert all(0.0 < float(r["lam_mean"]) < 1.0 for r in rows)
-    assert 0.0 <= summary["test"]["acc"] <= 1.0
+    with np.load(run_dir / "predictions.npz") as npz:
+        recomputed = float((npz["probs"].argmax(axis=1) == npz["labels"]).mean())
+    assert summary["test"]["acc"] == pytest.approx(recomputed, abs=1e-12)

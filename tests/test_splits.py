@@ -53,8 +53,8 @@ def test_random_split_is_stratified_and_disjoint(digits_clean):
     y = digits_clean.train_y
     split = RandomSplit(val_fraction=0.2)(digits_clean.train_x, y, digits_clean.test_x, seed=0)
     train, val = split.train_idx.numpy(), split.val_idx.numpy()
-    assert len(np.intersect1d(train, val)) == 0
-    assert len(train) + len(val) == len(y)
+    # every training-pool image in exactly one part (disjoint, no repeats, none left out)
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, val])), np.arange(len(y)))
     per_class = np.bincount(y[val].numpy(), minlength=10) / np.bincount(y.numpy(), minlength=10)
     assert np.all(np.abs(per_class - 0.2) < 0.02)
     assert split.val_weight is None and split.info["val_unique"] == len(val)

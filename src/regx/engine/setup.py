@@ -122,7 +122,6 @@ def make_batches(
             nbytes = prep.train_x.numel() * prep.train_x.element_size()
             total = torch.cuda.get_device_properties(device).total_memory
             on_device = "always" if nbytes < 0.25 * total else "never"
-    distributed.check_batch_size(s.batch_size)
     kwargs = dict(
         x=prep.train_x,
         y=prep.train_y,

@@ -56,6 +56,9 @@ class Trainer:
     def __init__(self, spec: RunSpec, run_dir: Path) -> None:
         self.spec, self.s, self.run_dir = spec, spec.trainer, run_dir
         self.ckpt_dir = run_dir / "checkpoints"
+        # first, on every rank alike: a rank that failed later (after its data) would be
+        # ended by torchrun, and report that instead of the cause
+        distributed.check_batch_size(self.s.batch_size)
         self.device = distributed.device_for_rank(resolve_device(self.s.device))
         self._configure_runtime()
         self.prep = prepare_data(spec, self.device)

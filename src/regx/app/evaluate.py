@@ -5,9 +5,10 @@ The config is the run's own `.hydra/config.yaml` with the overrides applied (Hyd
 override syntax: `key=value`, `+key=value`, `~key`). The validation set is always the
 run's original one — recomputed from the run's unchanged config and seed, as every split
 strategy is deterministic given both: it is the only data, besides the test set, that the
-model did not train on, and the temperature is fitted there. Overrides that would change
-which images were training images (the seed, the split, the dataset's experiment keys)
-are refused; the test set can change freely (`dataset.test_shift=corrupt shift.severity=5`).
+model did not train on, and the temperature is fitted there. Overrides that set the trained
+weights (the seed, the split, the dataset's experiment keys, the model, loss, augmentation
+and training; regx.keys' roles) are refused; the test set and the scoring can change freely
+(`dataset.test_shift=corrupt shift.severity=5`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 # Keys under these prefixes select the training images (with role experiment or replicate).
 TRAINING_DATA_PREFIXES = ("seed", "split", "dataset")
+_ABSENT = object()  # what OmegaConf.select gives for a key the config lacks
 
 
 def _check_override(override: Any, cfg: Any) -> None:
@@ -69,9 +71,6 @@ def _check_override(override: Any, cfg: Any) -> None:
         "calibration.*, between.*, retrieval.*, dataset.root and how it runs "
         "(trainer.device, trainer.eval_batch_size, …)",
     )
-
-
-_ABSENT = object()
 
 
 def apply_overrides(cfg: Any, overrides: list[str]) -> Any:

@@ -100,7 +100,7 @@ def task(cfg: DictConfig) -> float:
             return math.nan
         with worker.raising() if worker else nullcontext():
             return _run_job(cfg, run_dir, multirun, hydra_compat.task_overrides(hc))
-    except Interrupted as e:  # before training, in a worker: its folder is left; so is it
+    except Interrupted as e:  # a signal before training, in a worker: the worker ends too
         if worker is None:
             raise
         leave_now(e.exit_code)

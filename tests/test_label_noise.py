@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from fault_helpers import error_line, regx_process
@@ -64,6 +65,9 @@ def test_exactly_round_rate_n_labels_flip_stratified_per_class(kind: str, rate: 
         assert (given[flipped] != clean[flipped]).all()
         pairs = {(int(a), int(b)) for a, b in zip(clean[flipped], given[flipped])}
         assert len(pairs) > 60  # of the 90 ordered pairs, at 288+ draws
+        # the step to the new class, (given − clean) mod 10, is uniform on 1..9: chi-square
+        steps = np.bincount((given[flipped] - clean[flipped]) % 10, minlength=10)
+        assert steps[0] == 0 and scipy.stats.chisquare(steps[1:]).pvalue > 1e-3
 
 
 def test_images_test_set_and_other_draws_are_unchanged_by_noise() -> None:

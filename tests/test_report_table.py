@@ -27,7 +27,7 @@ def groups(tmp_path):
     )
     runs = [read_run(root / name) for name in "abcd"]
     # sorted by accuracy, lowest first: the numbers stay those of the groups
-    return sort_groups(group_runs(runs), "test.acc", False, runs), runs
+    return sort_groups(group_runs(runs), ["test.acc"], False, runs), runs
 
 
 def test_the_group_number_leads_and_labels_fold_when_too_wide(groups):

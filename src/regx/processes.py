@@ -18,13 +18,23 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie (ended, waiting for its parent to collect its status)."""
+def stat_fields(pid: int) -> list[str] | None:
+    """Fields 3… of /proc/PID/stat (state, ppid, …, starttime at index 19), or None where
+    there is no such file: the command name before them is in parentheses and may hold
+    spaces, so the split starts after its last ')'."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (ended, waiting for its parent to collect its status)."""
+    fields = stat_fields(pid)
+    if not fields:
         return process_alive(pid)
-    return stat.rpartition(")")[2].split()[0] != "Z"  # the state follows the command name
+    return fields[0] != "Z"
 
 
 def child_processes(pid: int) -> dict[int, str]:
@@ -32,8 +42,8 @@ def child_processes(pid: int) -> dict[int, str]:
     children = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            ppid = int(entry.joinpath("stat").read_text().rpartition(")")[2].split()[1])
-            if ppid == pid and running(int(entry.name)):
+            fields = stat_fields(int(entry.name))
+            if fields and int(fields[1]) == pid and running(int(entry.name)):
                 cmdline = entry.joinpath("cmdline").read_bytes().replace(b"\0", b" ")
                 children[int(entry.name)] = cmdline.decode(errors="replace")
         except (OSError, ValueError, IndexError):

@@ -49,7 +49,6 @@ from regx.errors import UserError
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from regx.app.hydra_task import debug_mode
-        from regx.errors import UserError
         from regx.report.sweep import sweep_report
 
         sweep_dir = Path(os.path.abspath(str(config.hydra.sweep.dir)))

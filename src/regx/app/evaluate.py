@@ -216,7 +216,7 @@ def evaluate(
     as_trained = apply_overrides(base, relocated)
     trained = build_spec(as_trained, [*run_overrides, *relocated])
     spec = build_spec(cfg, [*run_overrides, *overrides])
-    run = open_run(run_dir, resolve_device(spec.trainer.device))
+    run = open_run(run_dir, resolve_device(spec.trainer.device), trained)
     note = unfinished_note(run_dir)
     if note:
         print(f"warning: {note}", file=sys.stderr)

@@ -36,9 +36,9 @@ class LoadedRun:
     classes: list[str]
     checkpoint: str  # which file the weights came from
     checkpoint_epoch: int | None
+    image_shape: tuple[int, int, int]  # (C, H, W) the model trained on
     batch_size: int = 512
     precision: str = "32"
-    image_shape: tuple[int, int, int] | None = None  # (C, H, W) the model trained on
 
     def _run(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
         from regx.engine.predict import predict
@@ -61,8 +61,6 @@ class LoadedRun:
             raise UserError(
                 f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
             )
-        if self.image_shape is None:
-            return images
         c, h, w = self.image_shape
         got = tuple(images.shape[1:])
         if got != self.image_shape:
@@ -209,26 +207,15 @@ def load_run(run_dir: Any, device: Any = "cpu") -> LoadedRun:
     return run
 
 
-def open_run(run_dir: Path, dev: torch.device) -> LoadedRun:
-    """The run's best weights in its model, on `dev`; `run_dir` holds a run."""
-    from omegaconf import OmegaConf
-
-    from regx.app.run_dirs import check_run_files
-    from regx.app.run_paths import anchored_paths
-    from regx.config import register_resolvers
-    from regx.config.build import build_spec
+def open_run(run_dir: Path, dev: torch.device, spec: Any = None) -> LoadedRun:
+    """The run's best weights in its model, on `dev`; `run_dir` holds a run. `spec`: the
+    run as trained, where the caller has built it already (evaluate), else read here."""
     from regx.data.augment import Normalize
     from regx.engine.device import use_channels_last
     from regx.engine.evaluate import best_weights
     from regx.engine.setup import build_model_for
 
-    check_run_files(run_dir)
-    register_resolvers()
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    for key, folder in anchored_paths(run_dir).items():  # relative: to where the run began
-        OmegaConf.update(cfg, key, folder)
-    cfg.logger = None
-    spec = build_spec(cfg)
+    spec = spec if spec is not None else _trained_spec(run_dir)
     weights = best_weights(run_dir)
     ds = _dataset_record(run_dir, spec)
     with torch.random.fork_rng(devices=[]):  # the weights replace the random initialization
@@ -250,6 +237,25 @@ def open_run(run_dir: Path, dev: torch.device) -> LoadedRun:
         precision=s.precision,
         image_shape=_image_shape(ds),
     )
+
+
+def _trained_spec(run_dir: Path) -> Any:
+    """The RunSpec of the run's .hydra/config.yaml, relative data folders anchored where
+    the run was launched."""
+    from omegaconf import OmegaConf
+
+    from regx.app.run_dirs import check_run_files
+    from regx.app.run_paths import anchored_paths
+    from regx.config import register_resolvers
+    from regx.config.build import build_spec
+
+    check_run_files(run_dir)
+    register_resolvers()
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    for key, folder in anchored_paths(run_dir).items():  # relative: to where the run began
+        OmegaConf.update(cfg, key, folder)
+    cfg.logger = None
+    return build_spec(cfg)
 
 
 def _load_weights(model: torch.nn.Module, weights: Any) -> None:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from regx.engine.signals import InterruptOutsideTraining
 
 from regx.errors import UserError
-from regx.processes import process_alive
+from regx.processes import process_alive, stat_fields
 
 LOCK_NAME = ".regx-lock"
 LAUNCHER_ENV = "REGX_LAUNCHER_PID"  # the pid of the `regx train` that launched a sweep
@@ -56,12 +56,7 @@ class RunDirBusy(UserError):
 
 def process_start_time(pid: int) -> str | None:
     """When process `pid` started (Linux: clock ticks since boot), or None if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) is in parentheses and may hold spaces: split after it
-    fields = stat.rpartition(")")[2].split()
+    fields = stat_fields(pid) or []
     return fields[19] if len(fields) > 19 else None
 
 
@@ -112,11 +107,7 @@ class RunLock:
         for _ in range(3):  # a stale lock moved aside, or a race with another taker
             if _create(path):
                 return cls(path)
-            owner = _read_owner(path)
-            gone = owner_is_gone(owner)
-            if gone is False or gone is None:
-                raise RunDirBusy(_busy_message(run_dir, owner, gone))
-            _move_stale(path, owner)
+            _move_stale(path, _stale_owner(run_dir, path))
         raise RunDirBusy(f"{run_dir}: could not take {path} (other processes keep taking it)")
 
     def release(self) -> None:
@@ -132,10 +123,17 @@ def check_free(run_dir: Path) -> None:
     anything about the run; the job takes the lock itself when it starts)."""
     path = run_dir / LOCK_NAME
     if path.is_file():
-        owner = _read_owner(path)
-        gone = owner_is_gone(owner)
-        if gone is False or gone is None:
-            raise RunDirBusy(_busy_message(run_dir, owner, gone))
+        _stale_owner(run_dir, path)
+
+
+def _stale_owner(run_dir: Path, path: Path) -> dict[str, Any] | None:
+    """The owner of the lock file `path` if it is gone (None: no regx lock), else
+    `RunDirBusy` naming the live one (or one on another host, which cannot be told)."""
+    owner = _read_owner(path)
+    gone = owner_is_gone(owner)
+    if gone is False or gone is None:
+        raise RunDirBusy(_busy_message(run_dir, owner, gone))
+    return owner
 
 
 def _move_stale(path: Path, stale: dict[str, Any] | None) -> None:
@@ -202,6 +200,14 @@ def mark_launcher() -> None:
         os.environ["PYTHONWARNINGS"] = f"{given},{quiet}" if given else quiet
 
 
+def _launcher() -> int:
+    """The pid `mark_launcher` recorded for this process's jobs, or 0 (none, or unreadable)."""
+    try:
+        return int(os.environ.get(LAUNCHER_ENV, "0"))
+    except ValueError:
+        return 0
+
+
 def in_sweep_worker() -> bool:
     """Whether this process runs a job for a launcher other than itself (joblib, submitit)."""
     return os.environ.get(LAUNCHER_ENV, str(os.getpid())) != str(os.getpid())
@@ -218,10 +224,7 @@ def worker_signals() -> InterruptOutsideTraining | None:
     within the handler's `raising()`, so the job leaves its folder as a failed job does."""
     from regx.engine.signals import InterruptOutsideTraining
 
-    try:
-        launcher = int(os.environ.get(LAUNCHER_ENV, "0"))
-    except ValueError:
-        return None
+    launcher = _launcher()
     is_worker = launcher not in (0, os.getpid()) and os.getppid() == launcher
     if not is_worker or threading.current_thread() is not threading.main_thread():
         return None
@@ -238,10 +241,7 @@ def watch_launcher() -> bool:
     """In a worker process the launcher started: watch it (once per process). True if the
     launcher is already gone, so the job should not start."""
     global _watch_started
-    try:
-        launcher = int(os.environ.get(LAUNCHER_ENV, "0"))
-    except ValueError:
-        return False
+    launcher = _launcher()
     if launcher in (0, os.getpid()):
         return False  # the launching process itself (basic launcher, single run)
     if os.getppid() != launcher:

@@ -192,11 +192,10 @@ def sortable_keys(runs: list[RunRecord]) -> list[str]:
 
 
 def sort_groups(
-    groups: list[Group], keys: str | Sequence[str] | None, descending: bool, runs: list[RunRecord]
+    groups: list[Group], keys: Sequence[str], descending: bool, runs: list[RunRecord]
 ) -> list[Group]:
     """Groups ordered by the mean of `keys[0]`, ties by the next key, and so on; a group
     without a value for a key goes after those with one, in either direction."""
-    keys = [keys] if isinstance(keys, str) else list(keys or [])
     allowed = sortable_keys(runs)
     for key in keys:
         if key not in allowed:

@@ -8,8 +8,11 @@ With N training-pool images, n_c of class c, K classes and rate r ∈ [0, 1):
   the m_c images are drawn uniformly from class c, and each gets a class drawn uniformly
   from the K − 1 *other* classes (a flip always changes the label).
 - `pairflip`: as symmetric, but class c becomes (c + 1) mod K.
-- `asymmetric`: a map source → target (`class_map`, or a `preset`); each mapped class c
-  flips exactly round(r·n_c) of its images to map[c]; unmapped classes keep their labels.
+- `asymmetric`: a map source → target (`class_map`, or a `preset`). Exactly
+  M = round(r·N_S) labels change, N_S the images of the mapped (source) classes: class c
+  flips m_c of its images to map[c], the largest-remainder rounding of n_c·M/N_S (so each
+  source class flips floor or ceil of r·n_c); unmapped classes keep their labels. A map
+  of every class flips exactly round(r·N), as the symmetric kinds do.
   Presets: `cifar10` truck→automobile, bird→airplane, deer→horse, cat↔dog (Patrini et
   al. 2017); `mnist` 2→7, 3→8, 5↔6, 7→1. The images to flip are drawn per source class
   from the labels before any flip, so cat↔dog swaps two disjoint sets.
@@ -202,6 +205,8 @@ def _check_preset_classes(preset: str, mapping: dict, classes: list[str]) -> Non
 
 def per_class_quota(counts: np.ndarray, total: int) -> np.ndarray:
     """Split `total` over classes ∝ `counts` with largest-remainder rounding (ties: lower class)."""
+    if total == 0:
+        return np.zeros(len(counts), dtype=np.int64)
     quota = counts / counts.sum() * total
     take = np.floor(quota).astype(np.int64)
     take[np.argsort(-(quota - take), kind="stable")[: total - int(take.sum())]] += 1
@@ -215,11 +220,11 @@ def noisy_labels(
     rng = np.random.default_rng([seed + noise.seed_offset, NOISE_STREAM])
     out = labels.copy()
     counts = np.bincount(labels, minlength=num_classes)
-    if noise.kind == "asymmetric":
-        flips = {c: round(noise.rate * int(counts[c])) for c in sorted(class_map)}
-    else:
-        quota = per_class_quota(counts, round(noise.rate * len(labels)))
-        flips = {c: int(quota[c]) for c in range(num_classes)}
+    sources = sorted(class_map) if noise.kind == "asymmetric" else list(range(num_classes))
+    source_counts = np.zeros_like(counts)
+    source_counts[sources] = counts[sources]
+    quota = per_class_quota(source_counts, round(noise.rate * int(source_counts.sum())))
+    flips = {c: int(quota[c]) for c in sources}
     for c, m in flips.items():
         chosen = rng.choice(np.flatnonzero(labels == c), size=m, replace=False)
         if noise.kind == "symmetric":

@@ -1,4 +1,4 @@
-"""Bootstrap 95 % intervals of accuracy, ECE and |val acc − test acc| (regx.metrics.bootstrap)."""
+"""Bootstrap 95 % intervals of accuracy, ECE and val acc − test acc (regx.metrics.bootstrap)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import torch
 from regx.metrics.bootstrap import (
     STREAMS,
     bootstrap_ci,
-    bootstrap_index,
     confidence_intervals,
-    gap_ci,
+    index_blocks,
+    per_image,
     resampled_statistics,
-    scored,
 )
 from regx.metrics.calibration import calibration_metrics, expected_calibration_error
+
+
+def bootstrap_index(n: int, resamples: int, seed: int, stream: int) -> np.ndarray:
+    """The whole index matrix (resamples, n), which the statistics build only in blocks."""
+    return np.concatenate(list(index_blocks(n, resamples, seed, stream)))
 
 
 def predictions(n: int, seed: int = 0, k: int = 10, signal: float = 2.5):
@@ -70,7 +74,7 @@ def test_the_intervals_are_seeded():
 def test_each_resample_equals_the_metrics_on_the_resampled_data(weighted):
     probs, labels = predictions(250, seed=2)
     weights = torch.rand(250, generator=torch.Generator().manual_seed(9)) if weighted else None
-    data = scored(probs, labels, 15, weights)
+    data = per_image(probs, labels, 15, weights)
     acc, ece = resampled_statistics(data, 15, resamples=230, seed=7, stream=1)
     index = bootstrap_index(250, 230, seed=7, stream=1)
     assert index.shape == (230, 250) and len(acc) == len(ece) == 230
@@ -86,23 +90,26 @@ def test_each_resample_equals_the_metrics_on_the_resampled_data(weighted):
 
 
 def test_more_resamples_extend_the_same_sequence():
-    data = scored(*predictions(120), 15)
+    data = per_image(*predictions(120), 15)
     acc_100, _ = resampled_statistics(data, 15, 100, seed=1, stream=1)
     acc_250, _ = resampled_statistics(data, 15, 250, seed=1, stream=1)
     np.testing.assert_array_equal(acc_250[:100], acc_100)
 
 
-def test_the_gap_interval_resamples_both_sets_independently():
-    val = scored(*predictions(200, seed=3, signal=4.0), 15)  # about 90 % right
-    test = scored(*predictions(500, seed=4, signal=1.5), 15)  # about 60 % right
-    lo, hi = gap_ci(val, test, 15, resamples=500, seed=0)
-    gap = abs(val.correct.mean() - test.correct.mean())
-    assert 0 < lo < gap < hi
+@pytest.mark.parametrize("optimistic", [True, False])
+def test_the_gap_interval_is_signed_and_resamples_both_sets_independently(optimistic):
+    good = predictions(200, seed=3, signal=4.0)  # about 90 % right
+    poor = predictions(500, seed=4, signal=1.5)  # about 60 % right
+    (vp, vl), (tp, tl) = (good, poor) if optimistic else (poor, good)
+    lo, hi = confidence_intervals(tp, tl, tp, vp, vl, resamples=500, seed=0)["val_test_gap"]
+    gap = (vp.argmax(1) == vl).double().mean().item() - (tp.argmax(1) == tl).double().mean().item()
+    assert (0 < lo < gap < hi) if optimistic else (lo < gap < hi < 0)
     # The same numbers from the two index matrices of the documented streams, which differ.
     assert STREAMS["val"] != STREAMS["test"]
-    iv = bootstrap_index(200, 500, 0, STREAMS["val"])
-    it = bootstrap_index(500, 500, 0, STREAMS["test"])
-    diffs = np.abs(val.correct[iv].mean(axis=1) - test.correct[it].mean(axis=1))
+    val_ok, test_ok = per_image(vp, vl).correct, per_image(tp, tl).correct
+    iv = bootstrap_index(len(vl), 500, 0, STREAMS["val"])
+    it = bootstrap_index(len(tl), 500, 0, STREAMS["test"])
+    diffs = val_ok[iv].mean(axis=1) - test_ok[it].mean(axis=1)
     assert [lo, hi] == pytest.approx(list(np.quantile(diffs, [0.025, 0.975])), abs=1e-12)
 
 
@@ -126,7 +133,7 @@ def test_confidence_intervals_for_summary_json():
     val_acc, test_acc = val_ok[iv].mean(axis=1), test_ok[it].mean(axis=1)
     interval = [0.025, 0.975]
     assert ci["val"]["acc"] == pytest.approx(list(np.quantile(val_acc, interval)), abs=1e-12)
-    gap = np.abs(val_acc - test_acc)
+    gap = val_acc - test_acc
     assert ci["val_test_gap"] == pytest.approx(list(np.quantile(gap, interval)), abs=1e-12)
     # a weighted split's validation weights reach the val interval
     weights = torch.rand(100, generator=torch.Generator().manual_seed(2), dtype=torch.float64)

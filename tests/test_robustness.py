@@ -221,11 +221,11 @@ def test_attack_and_interval_sections():
         "resamples": 1000,
         "test": {"acc": [0.9, 0.95], "ece": [0.01, 0.03]},
         "val": {"acc": [0.8, 0.9], "ece": [0.02, 0.05]},
-        "val_test_gap": [0.0, 0.07],
+        "val_test_gap": [-0.02, 0.07],
     }
     text = "\n".join(interval_section(ci))
     assert "| accuracy | [80.00, 90.00] | [90.00, 95.00] |" in text
-    assert "|validation acc − test acc|: [0.00, 7.00] pt" in text
+    assert "validation acc − test acc: [-2.00, 7.00] pt" in text
 
 
 @pytest.mark.parametrize(

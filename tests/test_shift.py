@@ -12,7 +12,12 @@ import torch
 
 from regx.config.build import build_spec
 from regx.data.corruptions import SEVERITY_PARAMS, corrupt
-from regx.data.shift import Shift, corrupted_copies, prior_class_frequencies
+from regx.data.shift import (
+    Shift,
+    corrupted_copies,
+    prior_class_frequencies,
+    prior_shift_indices,
+)
 from regx.errors import ConfigError
 
 
@@ -66,6 +71,18 @@ def test_a_prior_shift_records_its_counts_and_warns_for_classes_it_empties(compo
     with caplog.at_level(logging.WARNING, logger="regx"):
         load(compose_cfg, "dataset.test_shift=prior", "shift.strength=0.8")
     assert caplog.records == []
+
+
+def test_a_test_set_without_the_last_class_keeps_the_k_class_frequencies() -> None:
+    # 4 classes, 100 test images each of classes 0–2 and none of class 3 (K = 4, not 3)
+    labels = torch.arange(3).repeat_interleave(100)
+    keep = prior_shift_indices(labels, 4, 0.5, np.random.default_rng(0))
+    counts = np.bincount(labels[keep].numpy(), minlength=4)
+    target = 0.5 ** (np.arange(4) / 3)  # π_c ∝ (1 − s)^(c/(K−1)) with K = 4
+    target /= target.sum()
+    total = 100 / target[0]  # class 0, the most frequent, is the one that runs out
+    np.testing.assert_array_equal(counts, [100, *np.floor(total * target[1:3] + 1e-9), 0])
+    assert counts.tolist() == [100, 79, 62, 0]  # K = 3 would keep [100, 70, 50, 0]
 
 
 def test_prior_is_deterministic_given_the_seed(compose_cfg):

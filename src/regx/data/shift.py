@@ -100,7 +100,7 @@ class Shift:
         rng = shift_rng(seed)
         info = {**data.info, "test_shift": self.describe(mode)}
         if mode == "prior":
-            keep = prior_shift_indices(data.test_y, self.strength, rng)
+            keep = prior_shift_indices(data.test_y, data.num_classes, self.strength, rng)
             check_shifted_size(
                 len(keep),
                 data,
@@ -184,11 +184,11 @@ def prior_class_frequencies(num_classes: int, strength: float) -> np.ndarray:
 
 
 def prior_shift_indices(
-    labels: torch.Tensor, strength: float, rng: np.random.Generator
+    labels: torch.Tensor, num_classes: int, strength: float, rng: np.random.Generator
 ) -> torch.Tensor:
-    """Sorted indices of the test items kept so class frequencies follow `prior_class_frequencies`."""
+    """Sorted indices of the test items kept so class frequencies follow
+    `prior_class_frequencies` over all `num_classes` (a class the test set lacks keeps 0)."""
     y = labels.numpy()
-    num_classes = int(y.max()) + 1
     target = prior_class_frequencies(num_classes, strength)
     available = np.bincount(y, minlength=num_classes)
     present = available > 0

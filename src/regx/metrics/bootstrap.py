@@ -1,7 +1,7 @@
 """Bootstrap 95 % intervals for accuracy, ECE and the validation–test accuracy gap.
 
 For n scored images with correctness a_i = [ŷ_i = y_i], top-label confidence c_i, bin
-b_i (15 equal-width bins (lo, hi], the first closed at 0: `calibration.bin_index`) and
+b_i (`n_bins` equal-width bins (lo, hi], the first closed at 0: `calibration.bin_index`) and
 weights w_i (all 1 unless given, e.g. importance weights of the validation set):
 
 - Resample r = 1 … B draws n indices I_r1 … I_rn uniformly with replacement (an index
@@ -12,8 +12,9 @@ weights w_i (all 1 unless given, e.g. importance weights of the validation set):
   Σ_b (W_b/W)·|acc_b − conf_b| on the resampled data; the per-(resample, bin) sums are one
   `bincount` over the flat index r·B_bins + b.
 - The interval is the percentile interval [q_2.5, q_97.5] of the B values.
-- |val acc − test acc|: the two sets are resampled independently (their own streams), and
-  the interval is that of |acc_r^val − acc_r^test|.
+- val acc − test acc (signed: > 0 where validation is optimistic about the test set): the
+  two sets are resampled independently (their own streams), and the interval is that of
+  acc_r^val − acc_r^test, from the same resamples as the sets' own intervals.
 
 No Python loop runs over resamples; only over blocks of `BLOCK` of them.
 """
@@ -35,7 +36,7 @@ STREAMS = {"test": 1, "val": 2}
 
 
 @dataclass
-class Scored:
+class PerImage:
     """What the bootstrap needs of one set of predictions, per image (float64 / int64)."""
 
     correct: np.ndarray
@@ -44,14 +45,14 @@ class Scored:
     weights: np.ndarray
 
 
-def scored(
+def per_image(
     probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, weights: torch.Tensor | None = None
-) -> Scored:
+) -> PerImage:
     p = torch.as_tensor(probs).detach().to("cpu", torch.float64)
     y = torch.as_tensor(labels).detach().to("cpu", torch.long)
     conf, pred = p.max(dim=1)
     w = np.ones(len(y)) if weights is None else torch.as_tensor(weights).double().cpu().numpy()
-    return Scored(
+    return PerImage(
         correct=(pred == y).double().numpy(),
         confidence=conf.numpy(),
         bins=bin_index(conf, n_bins).numpy(),
@@ -67,13 +68,8 @@ def index_blocks(n: int, resamples: int, seed: int, stream: int) -> Iterator[np.
         yield rng.integers(0, n, size=(rows, n))
 
 
-def bootstrap_index(n: int, resamples: int, seed: int, stream: int) -> np.ndarray:
-    """All of `index_blocks` as one matrix (for checks; the statistics never build it)."""
-    return np.concatenate(list(index_blocks(n, resamples, seed, stream)))
-
-
 def resampled_statistics(
-    data: Scored, n_bins: int, resamples: int, seed: int, stream: int
+    data: PerImage, n_bins: int, resamples: int, seed: int, stream: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(acc_r, ECE_r) for r = 1 … `resamples` (module docstring)."""
     accs, eces = [], []
@@ -105,18 +101,24 @@ def bootstrap_ci(
     stream: int = 0,
 ) -> dict[str, list[float]]:
     """{"acc": [lo, hi], "ece": [lo, hi]}: 95 % percentile intervals; {} for no images."""
+    return set_intervals(probs, labels, n_bins, resamples, seed, weights, stream)[0]
+
+
+def set_intervals(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    n_bins: int,
+    resamples: int,
+    seed: int,
+    weights: torch.Tensor | None,
+    stream: int,
+) -> tuple[dict[str, list[float]], np.ndarray | None]:
+    """`bootstrap_ci`'s intervals and the resampled accuracies behind them (None: no images)."""
     if len(labels) == 0:
-        return {}
-    data = scored(probs, labels, n_bins, weights)
+        return {}, None
+    data = per_image(probs, labels, n_bins, weights)
     acc, ece = resampled_statistics(data, n_bins, resamples, seed, stream)
-    return {"acc": percentile_interval(acc), "ece": percentile_interval(ece)}
-
-
-def gap_ci(val: Scored, test: Scored, n_bins: int, resamples: int, seed: int) -> list[float]:
-    """95 % interval of |val acc − test acc|, the two sets resampled independently."""
-    val_acc, _ = resampled_statistics(val, n_bins, resamples, seed, STREAMS["val"])
-    test_acc, _ = resampled_statistics(test, n_bins, resamples, seed, STREAMS["test"])
-    return percentile_interval(np.abs(val_acc - test_acc))
+    return {"acc": percentile_interval(acc), "ece": percentile_interval(ece)}, acc
 
 
 def confidence_intervals(
@@ -131,32 +133,25 @@ def confidence_intervals(
     seed: int = 0,
 ) -> dict[str, object]:
     """summary.json `ci`: {"test"|"test_ts"|"val": {"acc": [lo, hi], "ece": [lo, hi]},
-    "val_test_gap": [lo, hi]}, or {} when `resamples` is 0.
+    "val_test_gap": [lo, hi]} (the interval of val acc − test acc), or {} when `resamples`
+    is 0.
 
     test and test_ts use the same resampled indices (stream "test"), so their intervals
     describe the same resamples before and after temperature scaling.
     """
     if resamples == 0:
         return {}
+    common = (n_bins, resamples, seed)
+    test, test_acc = set_intervals(test_probs, test_labels, *common, None, STREAMS["test"])
+    test_ts, _ = set_intervals(test_ts_probs, test_labels, *common, None, STREAMS["test"])
+    val, val_acc = set_intervals(val_probs, val_labels, *common, val_weights, STREAMS["val"])
     out: dict[str, object] = {
         "resamples": resamples,
         "level": LEVEL,
-        "test": bootstrap_ci(
-            test_probs, test_labels, n_bins, resamples, seed, None, STREAMS["test"]
-        ),
-        "test_ts": bootstrap_ci(
-            test_ts_probs, test_labels, n_bins, resamples, seed, None, STREAMS["test"]
-        ),
-        "val": bootstrap_ci(
-            val_probs, val_labels, n_bins, resamples, seed, val_weights, STREAMS["val"]
-        ),
+        "test": test,
+        "test_ts": test_ts,
+        "val": val,
     }
-    if len(val_labels) and len(test_labels):
-        out["val_test_gap"] = gap_ci(
-            scored(val_probs, val_labels, n_bins, val_weights),
-            scored(test_probs, test_labels, n_bins),
-            n_bins,
-            resamples,
-            seed,
-        )
+    if val_acc is not None and test_acc is not None:
+        out["val_test_gap"] = percentile_interval(val_acc - test_acc)
     return out

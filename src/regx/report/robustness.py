@@ -147,8 +147,8 @@ def interval_section(ci: dict[str, Any]) -> list[str]:
     ]
     if ci.get("val_test_gap"):
         lines += [
-            f"|validation acc − test acc|: {interval_text(ci['val_test_gap'])} pt "
-            "(the two sets resampled independently).",
+            f"validation acc − test acc: {interval_text(ci['val_test_gap'])} pt "
+            "(the two sets resampled independently; > 0: validation is optimistic).",
             "",
         ]
     return lines

@@ -7,8 +7,9 @@ model runs up to point k, replaces the hidden state h there by
 
     h̃ = λ·h + (1 − λ)·h[π],        and the loss is  λ·L(ŷ, y) + (1 − λ)·L(ŷ, y[π]).
 
-At k = 0 this is exactly mixup. λ ~ Uniform(0, 1) (`lam="uniform"`) or Beta(α, α)
-(`lam="beta"`, the paper's α = 2 on CIFAR); `mode`, `prob` and `off_epoch` as for mixup.
+At k = 0 this is mixup, to the bit (the same draws and the same lerp). λ ~ Uniform(0, 1)
+(`lam="uniform"`) or Beta(α, α) (`lam="beta"`, the paper's α = 2 on CIFAR); `mode`, `prob`
+and `off_epoch` as for mixup.
 The mixer returns the inputs unchanged with a `HiddenMix(layer, λ, π)`; the model does the
 mixing when called as `model(inputs, hidden_mix=…)`.
 

@@ -19,6 +19,7 @@ import torch
 
 from regx.data.holdout import apply_holdout, parse_holdout
 from regx.data.label_noise import apply_label_noise, parse_label_noise
+from regx.data.quota import largest_remainder
 from regx.data.shift import MODES as TEST_SHIFTS
 from regx.data.shift import Shift
 from regx.data.types import Augment, ImageData
@@ -185,10 +186,7 @@ def stratified_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """Indices of `n` items whose class proportions match `labels` (largest remainder)."""
     y = labels.numpy()
     classes, counts = np.unique(y, return_counts=True)
-    quota = counts / counts.sum() * n
-    take = np.floor(quota).astype(int)
-    remainder = n - take.sum()
-    take[np.argsort(-(quota - take), kind="stable")[:remainder]] += 1
+    take = largest_remainder(counts, n)
     rng = np.random.default_rng(seed)
     parts = [
         rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take)
@@ -208,10 +206,7 @@ def stratified_split(
     sizes = np.array([len(g) for g in groups])
     take = np.array([round(fraction * n) for n in sizes], dtype=int)
     if take.sum() == 0 and len(labels) >= 2:
-        total = max(1, round(fraction * len(labels)))
-        quota = sizes / sizes.sum() * total
-        take = np.floor(quota).astype(int)
-        take[np.argsort(-(quota - take), kind="stable")[: total - take.sum()]] += 1
+        take = largest_remainder(sizes, max(1, round(fraction * len(labels))))
     held = [rng.choice(g, size=k, replace=False) for g, k in zip(groups, take)]
     held_out = np.sort(np.concatenate(held))
     rest = np.setdiff1d(np.arange(len(labels)), held_out)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from regx.data.class_refs import is_class_ref, resolve_class
+from regx.data.quota import largest_remainder
 from regx.data.types import ImageData
 from regx.errors import ConfigError, check, check_choice, check_range
 
@@ -203,16 +204,6 @@ def _check_preset_classes(preset: str, mapping: dict, classes: list[str]) -> Non
         )
 
 
-def per_class_quota(counts: np.ndarray, total: int) -> np.ndarray:
-    """Split `total` over classes ∝ `counts` with largest-remainder rounding (ties: lower class)."""
-    if total == 0:
-        return np.zeros(len(counts), dtype=np.int64)
-    quota = counts / counts.sum() * total
-    take = np.floor(quota).astype(np.int64)
-    take[np.argsort(-(quota - take), kind="stable")[: total - int(take.sum())]] += 1
-    return take
-
-
 def noisy_labels(
     labels: np.ndarray, num_classes: int, noise: LabelNoise, class_map: dict[int, int], seed: int
 ) -> np.ndarray:
@@ -223,7 +214,7 @@ def noisy_labels(
     sources = sorted(class_map) if noise.kind == "asymmetric" else list(range(num_classes))
     source_counts = np.zeros_like(counts)
     source_counts[sources] = counts[sources]
-    quota = per_class_quota(source_counts, round(noise.rate * int(source_counts.sum())))
+    quota = largest_remainder(source_counts, round(noise.rate * int(source_counts.sum())))
     flips = {c: int(quota[c]) for c in sources}
     for c, m in flips.items():
         chosen = rng.choice(np.flatnonzero(labels == c), size=m, replace=False)

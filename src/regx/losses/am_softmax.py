@@ -20,8 +20,9 @@ Margin (`margin`):
   class radius r_c = mean over class c of ‖z_i − μ_c‖, the diameter of a pair of classes
   (a, b) is r_a + r_b (the average distance of samples to their class centre, summed
   over the two classes of the pair); averaged over all pairs of classes this is
-  2·mean_c r_c. Since ‖z_i − μ_c‖ ≤ 2, m stays in [0, 2], the range where a margin
-  between cosines can be met at all.
+  2·mean_c r_c. As the z_i are unit vectors, mean ‖z_i − μ_c‖² = 1 − ‖μ_c‖², so
+  r_c ≤ √(1 − ‖μ_c‖²) ≤ 1 (Jensen) and m stays in [0, 2], the range where a margin
+  between cosines can be met at all (the clamp to 2 only guards against rounding).
 """
 
 from __future__ import annotations

@@ -37,10 +37,13 @@ class HiddenMixLike(Protocol):
 
 
 def mix_hidden(h: torch.Tensor, lam: float | torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
-    """λ·h + (1 − λ)·h[π]; a per-sample λ (N,) is broadcast over h's other dimensions."""
+    """λ·h + (1 − λ)·h[π]; a per-sample λ (N,) is broadcast over h's other dimensions.
+
+    One pass of torch.lerp, the same arithmetic as mixup's input mix (regx.aug.mixup), so
+    a mix at point 0 (the input) is mixup to the bit."""
     if isinstance(lam, torch.Tensor):
         lam = lam.view(-1, *([1] * (h.dim() - 1))).to(h.dtype)
-    return lam * h + (1 - lam) * h[partners]
+    return torch.lerp(h[partners], h, lam)
 
 
 class Classifier(nn.Module):

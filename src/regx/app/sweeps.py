@@ -25,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regx.config import hydra_compat
 from regx.errors import ConfigError, MissingExtraError, UserError
+from regx.metrics.direction import lower_is_better
 
 # Hydra plugins regx configures: the module their classes live in → (pip package, extra, option).
 PLUGINS = {
@@ -43,18 +44,6 @@ PLUGINS = {
 _MISSING_EXTRA = re.compile(
     r"[\w/=.\[\],-]+ needs the '[^']+' package, which is not installed: pip install 'regx\[\w+\]'"
 )
-# Objectives where lower is better (the last part of the dotted key); all others: higher.
-LOWER_IS_BETTER = {
-    "nll",
-    "loss",
-    "brier",
-    "ece",
-    "ace",
-    "mce",
-    "classwise_ece",
-    "overconfidence",
-    "error",
-}
 
 
 def prefer_regx_plugin_configs(config_dir: Path) -> None:
@@ -87,7 +76,7 @@ def objective_direction(direction: Any, objective: str) -> Any:
     """`auto` → minimize for loss-like objectives (val.nll, test.ece, …), else maximize."""
     if direction != "auto":
         return direction
-    return "minimize" if str(objective).rsplit(".", 1)[-1] in LOWER_IS_BETTER else "maximize"
+    return "minimize" if lower_is_better(str(objective)) else "maximize"
 
 
 def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:

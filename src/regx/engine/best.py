@@ -9,13 +9,14 @@ from typing import Any
 import torch
 
 from regx.engine.state import TrainState
+from regx.metrics.direction import lower_is_better
 
 
 def monitor_key(row: dict[str, Any], monitor: str) -> tuple[float, ...]:
     """Larger is better; val_acc ties are broken by the lower validation loss."""
     if monitor == "val_acc":
         return (row["val_acc"], -row["val_loss"])
-    return (-row[monitor],)
+    return (-row[monitor],) if lower_is_better(monitor) else (row[monitor],)
 
 
 class BestTracker:

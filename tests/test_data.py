@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from regx.data.augment import Normalize, pad, random_crop, random_crop_padded, random_flip
+from regx.data.augment import Normalize, crop_flip, pad
 from regx.data.base import stratified_subset
 from regx.data.batches import DeviceBatches, epoch_permutation
 from regx.data.digits import Digits
@@ -168,20 +168,20 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
     padded = pad(x, 2)
     torch.manual_seed(5)
-    out = random_crop_padded(padded, (4, 4))
+    out = crop_flip(padded, (4, 4), flip=False)
     torch.manual_seed(5)
     dy = torch.randint(0, 5, (2, 1))
     dx = torch.randint(0, 5, (2, 1))
     for i in range(2):
         y0, x0 = int(dy[i]), int(dx[i])
         assert torch.equal(out[i], padded[i, :, y0 : y0 + 4, x0 : x0 + 4])
-    assert torch.equal(random_crop(x, 0), x)
+    assert crop_flip(x, (4, 4), flip=False) is x
 
 
 def test_random_flip_flips_about_half_and_exactly():
     torch.manual_seed(0)
     x = torch.arange(1000 * 3, dtype=torch.float32).view(1000, 1, 1, 3)
-    out = random_flip(x)
+    out = crop_flip(x, (1, 3), flip=True)  # no padding: each image kept or mirrored
     flipped = out[:, 0, 0, 0] == x[:, 0, 0, 2]
     assert torch.equal(out[flipped], x[flipped].flip(-1))
     assert torch.equal(out[~flipped], x[~flipped])

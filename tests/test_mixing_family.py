@@ -15,7 +15,7 @@ from torch import nn
 from regx.aug.base import HiddenMix
 from regx.aug.cutmix import CutMix
 from regx.aug.cutout import Cutout
-from regx.aug.manifold_mixup import ManifoldMixup
+from regx.aug.manifold_mixup import MIXABLE_MODELS, ManifoldMixup
 from regx.aug.mixup import Mixup, mix_inputs
 from regx.aug.mixup_cutmix import MixupCutMix
 from regx.config.build import build_spec
@@ -264,6 +264,19 @@ def test_torchvision_model_has_no_mixable_points(compose_cfg) -> None:
     model = spec.model_factory(num_classes=10, in_channels=1, image_size=8)
     with pytest.raises(ConfigError, match="model TorchvisionModel has no mixable points"):
         spec.mixer.bind(model)
+
+
+def test_the_refusal_names_exactly_the_shipped_models_with_mixable_points(compose_cfg) -> None:
+    conf = Path(__file__).resolve().parent.parent / "conf" / "model"
+    mixable = []
+    # model=torchvision (none: test_torchvision_model_has_no_mixable_points) costs 2 s to build
+    for name in sorted(p.stem for p in conf.glob("*.yaml") if p.stem != "torchvision"):
+        spec = build_spec(compose_cfg([f"model={name}", "dataset=synthetic"]))
+        model = spec.model_factory(num_classes=10, in_channels=3, image_size=32)
+        if model.mixable_points():
+            mixable.append(name)
+    named = MIXABLE_MODELS.removeprefix("model=").replace(" or ", ", ").split(", ")
+    assert sorted(named) == mixable
 
 
 # -- the mixup / CutMix switch ----------------------------------------------------------

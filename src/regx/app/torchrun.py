@@ -25,11 +25,15 @@ WORKER_OVERRIDES = [
 
 def resolve_run_dir(args: list[str]) -> str | None:
     """`hydra.run.dir` for these overrides, as Hydra would resolve it in this process."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     from regx.config import compose_config  # also registers the resolvers the run dir uses
+    from regx.errors import UserError
 
     try:
         return str(compose_config(args, return_hydra_config=True).hydra.run.dir)
-    except Exception:
+    except (HydraException, OmegaConfBaseException, UserError):
         return None  # a bad override: let Hydra report it, the same way on every rank
 
 

@@ -39,8 +39,8 @@ import torch
 from regx.params import Range
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# The keys every mixer shares: one λ per batch or per sample, the fraction of batches mixed,
-# the epoch mixing stops at (null: never).
+# Keys most mixers share: one λ per batch or per sample (`mode`), the fraction of batches
+# mixed (`prob`), the epoch mixing stops at (`off_epoch`, null: never).
 MixMode = Literal["batch", "elem"]
 Probability = Annotated[float, Range(0, 1)]
 Concentration = Annotated[float, Range(0, None, lo_open=True)]  # Beta(α, α) needs α > 0

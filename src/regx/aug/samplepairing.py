@@ -86,20 +86,20 @@ class SamplePairing(Mixer):
         self.off_epochs = off_epochs
         self.final_off_epochs = final_off_epochs
         self.prob = float(prob)
-        self._resolved: dict[int, Schedule] = {}
+        self._resolved: tuple[int, Schedule] | None = None  # (num_epochs, its schedule)
 
     def schedule(self, num_epochs: int) -> Schedule:
         """The configured keys, with the defaults for `num_epochs` where a key is null."""
-        resolved = self._resolved.get(num_epochs)
-        if resolved is None:
-            default = default_schedule(num_epochs)
-            resolved = Schedule(
-                start_epoch=_or(self.start_epoch, default.start_epoch),
-                on_epochs=_or(self.on_epochs, default.on_epochs),
-                off_epochs=_or(self.off_epochs, default.off_epochs),
-                final_off_epochs=_or(self.final_off_epochs, default.final_off_epochs),
-            )
-            self._resolved[num_epochs] = resolved
+        if self._resolved is not None and self._resolved[0] == num_epochs:
+            return self._resolved[1]
+        default = default_schedule(num_epochs)
+        resolved = Schedule(
+            start_epoch=_or(self.start_epoch, default.start_epoch),
+            on_epochs=_or(self.on_epochs, default.on_epochs),
+            off_epochs=_or(self.off_epochs, default.off_epochs),
+            final_off_epochs=_or(self.final_off_epochs, default.final_off_epochs),
+        )
+        self._resolved = (num_epochs, resolved)  # the run's: summary.json records it
         return resolved
 
     def active(self, epoch: int, num_epochs: int) -> bool:
@@ -117,7 +117,8 @@ class SamplePairing(Mixer):
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         # The schedule actually used (nulls resolved for the run's length), when known.
-        for num_epochs, resolved in self._resolved.items():
+        if self._resolved is not None:
+            num_epochs, resolved = self._resolved
             out["schedule"] = {"num_epochs": num_epochs, **asdict(resolved)}
         return out
 

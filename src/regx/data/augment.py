@@ -42,22 +42,6 @@ def crop_flip(xp: torch.Tensor, size: tuple[int, int], flip: bool) -> torch.Tens
     return xp.reshape(n, c, hp * wp).gather(2, index).view(n, c, h, w)
 
 
-def random_crop_padded(xp: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A random (h, w) window of each already padded image in the batch `xp` (N, C, Hp, Wp)."""
-    return crop_flip(xp, size, flip=False)
-
-
-def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
-    """Random crop of each image after zero padding by `padding` (the CIFAR recipe)."""
-    return random_crop_padded(pad(x, padding), (x.shape[-2], x.shape[-1]))
-
-
-def random_flip(x: torch.Tensor) -> torch.Tensor:
-    """Flip each image left-right with probability 1/2."""
-    coin = torch.rand(x.shape[0], device=x.device) < 0.5
-    return torch.where(coin.view(-1, 1, 1, 1), x.flip(-1), x)
-
-
 class Normalize:
     """uint8 images → float (x/255 − mean)/std per channel, one fused multiply-add,
     in the memory format the model runs in (channels_last on CUDA's fast path)."""

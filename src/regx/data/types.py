@@ -40,13 +40,6 @@ class ImageData:
         return self.train_y if self.train_clean_y is None else self.train_clean_y
 
     @property
-    def noisy_mask(self) -> torch.Tensor:
-        """Bool (N,): which training labels were flipped (all False without noise)."""
-        if self.train_clean_y is None:
-            return torch.zeros(len(self.train_y), dtype=torch.bool)
-        return self.train_y != self.train_clean_y
-
-    @property
     def num_classes(self) -> int:
         return len(self.classes)
 

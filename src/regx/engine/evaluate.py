@@ -163,7 +163,7 @@ def evaluate_run(req: EvaluationRequest) -> dict[str, Any]:
     )
     scored = score_model(ev)
     summary = _summary(req, scored.sections, prep, test, device, trained_summary)
-    if prep.train_true_y is not None:
+    if prep.train_clean_y is not None:
         summary["noise"] = noise_section(ev, prep, trained_summary)
     temperature = scored.sections["temperature"]
     summary.update(robustness_sections(req.robustness, ev, req.trained, temperature))
@@ -185,7 +185,7 @@ def noise_section(
     )
     trained = trained_summary.get("noise")
     settings = trained if isinstance(trained, dict) else {}
-    return {**settings, **noise_metrics(logits, prep.train_y, prep.train_true_y)}
+    return {**settings, **noise_metrics(logits, prep.train_y, prep.train_clean_y)}
 
 
 def _summary(

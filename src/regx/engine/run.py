@@ -38,7 +38,7 @@ def write_status(
     run_dir: Path, status: str, message: str, state: TrainState, started: float
 ) -> None:
     """summary.json for a run in progress (running) or one that did not finish (diverged,
-    interrupted, failed)."""
+    interrupted, pruned, failed)."""
     if not distributed.is_main_process():
         return  # several processes (torchrun): rank 0 writes the run's files
     record: dict[str, Any] = {
@@ -90,8 +90,8 @@ def training_label_arrays(trainer: Trainer) -> dict[str, Any]:
     logits, _ = trainer.predict_images(p.train_x)
     return {
         "train_idx": p.split.train_idx.cpu().numpy(),
-        "train_noisy_mask": (p.train_y != p.train_true_y).cpu().numpy(),
-        "train_true_labels": p.train_true_y.cpu().numpy(),
+        "train_noisy_mask": (p.train_y != p.train_clean_y).cpu().numpy(),
+        "train_true_labels": p.train_clean_y.cpu().numpy(),
         "train_given_labels": p.train_y.cpu().numpy(),
         "train_logits": logits.cpu().numpy().astype("float32"),
     }
@@ -160,7 +160,8 @@ def train(spec: RunSpec, run_dir: Path, figures: FigureWorker | None = None) -> 
     `figures`: a worker that draws the report's figures (inline without one).
 
     summary.json says `running` from the start (after a resume was accepted), then
-    `finished`, `diverged` or `interrupted`: a run killed outright is left `running`.
+    `finished`, `diverged`, `interrupted` or `pruned`: a run killed outright is left
+    `running`.
     """
     started, t0 = time.time(), time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +178,7 @@ def train(spec: RunSpec, run_dir: Path, figures: FigureWorker | None = None) -> 
         write_status(run_dir, "running", "training", trainer.state, started)
         try:
             trainer.fit()
-        except (DivergedError, RunInterrupted, RunPruned) as e:
+        except tuple(STOPPED_STATUS) as e:
             status = next(v for k, v in STOPPED_STATUS.items() if isinstance(e, k))
             write_status(run_dir, status, str(e), trainer.state, started)
             raise

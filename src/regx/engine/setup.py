@@ -34,11 +34,11 @@ class Prepared:
     val_weight: torch.Tensor | None
     train_weight: torch.Tensor | None
     # Under label noise: the true labels of the training images (train_y holds the given).
-    train_true_y: torch.Tensor | None = None
+    train_clean_y: torch.Tensor | None = None
 
     @property
     def noisy(self) -> bool:
-        return self.train_true_y is not None
+        return self.train_clean_y is not None
 
 
 def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
@@ -71,7 +71,7 @@ def prepare_data(spec: RunSpec, device: torch.device) -> Prepared:
         val_y=val_y.to(device),
         val_weight=on_device(split.val_weight),
         train_weight=on_device(split.train_weight),
-        train_true_y=data.train_clean_y[split.train_idx] if noisy else None,
+        train_clean_y=data.train_clean_y[split.train_idx] if noisy else None,
     )
 
 

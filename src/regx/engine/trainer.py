@@ -214,7 +214,7 @@ class Trainer:
     def noise_metrics(self) -> dict[str, float]:
         """Memorization of the flipped training labels, on unmixed images in eval mode."""
         logits, _ = self.predict_images(self.prep.train_x)
-        return noise_metrics(logits, self.prep.train_y, self.prep.train_true_y)
+        return noise_metrics(logits, self.prep.train_y, self.prep.train_clean_y)
 
     def test_accuracy(self) -> float:
         """Test accuracy now; for analysis only (`track_test`), never for model selection."""
@@ -357,19 +357,19 @@ class Trainer:
                 row: dict[str, Any] = {"epoch": epoch + 1}
                 row.update(distributed.mean_over_ranks(self.train_epoch(epoch, progress)))
                 improved = self._finish_epoch(epoch, row, main)
-                log.info(epoch_line(row, s.epochs, improved))
+                shown = (*self.loss_fn.epoch_stats(), "lam_mean")  # the loss's own values
+                log.info(epoch_line(row, s.epochs, improved, shown))
                 if self.stop.requested and epoch + 1 < s.epochs:
                     raise self.interrupted(f"the end of epoch {epoch + 1}")
 
 
-def epoch_line(row: dict[str, Any], epochs: int, improved: bool) -> str:
-    extras = "".join(
-        f"  {k} {row[k]:.3g}"
-        for k in ("gamma", "margin", "lam_mean")
-        if k in row and row[k] == row[k]
-    )
+def epoch_line(
+    row: dict[str, Any], epochs: int, improved: bool, extras: tuple[str, ...] = ()
+) -> str:
+    """The epoch's console line; `extras`: more keys of `row` to show where they are numbers."""
+    shown = "".join(f"  {k} {row[k]:.3g}" for k in extras if k in row and row[k] == row[k])
     return (
         f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.4f}  acc {100 * row['train_acc']:.2f}"
         f"  | val loss {row['val_loss']:.4f}  acc {100 * row['val_acc']:.2f}  ece {100 * row['val_ece']:.2f}"
-        f"{extras}  {row['seconds']:.1f}s{'  *' if improved else ''}"
+        f"{shown}  {row['seconds']:.1f}s{'  *' if improved else ''}"
     )

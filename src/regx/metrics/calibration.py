@@ -187,27 +187,14 @@ def basic_metrics(
     }
 
 
-METRIC_KEYS = (
-    "acc",
-    "nll",
-    "brier",
-    "ece",
-    "ace",
-    "mce",
-    "classwise_ece",
-    "mean_confidence",
-    "overconfidence",
-    "aurc",
-)
-
-
 def calibration_metrics(
     probs: torch.Tensor,
     labels: torch.Tensor,
     n_bins: int = 15,
     weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Every metric of `METRIC_KEYS` plus `n`, as Python floats, computed in float64 on the CPU.
+    """acc, nll, brier, ece, ace, mce, classwise_ece, mean_confidence, overconfidence, aurc
+    and n, as Python floats, computed in float64 on the CPU.
 
     `probs` are used as given (float32 probabilities are upcast exactly), so the numbers can
     be recomputed from predictions.npz. Empty input gives {}.

@@ -36,15 +36,6 @@ def check_ks(ks: Sequence[int]) -> list[int]:
 
 
 @torch.no_grad()
-def retrieval_metrics(
-    features: torch.Tensor, labels: torch.Tensor, chunk: int = 1024
-) -> dict[str, float]:
-    """{"recall_at_1", "map_at_r"} of `features` (N, D) with class `labels` (N,); {} if N < 2."""
-    got = retrieval_at_k(features, labels, ks=(1,), chunk=chunk)
-    return {key: got[key] for key in ("recall_at_1", "map_at_r") if key in got}
-
-
-@torch.no_grad()
 def retrieval_at_k(
     features: torch.Tensor,
     labels: torch.Tensor,

@@ -36,10 +36,15 @@ def _run_dirs(root: Path) -> list[Path]:
 
 
 def test_single_run_prints_its_dir_and_writes_the_spec_files(cli, tmp_path):
-    result = cli("train", *TINY)
+    result = cli("train", *TINY, "+aug=mixup", "aug.prob=0")  # aug.prob=0: one warning
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path / "outputs" / "runs")
     assert f"run dir: {run_dir}" in result.stdout
+    # info on stdout, the warning on stderr only, both in train.log
+    warning = "aug=mixup mixes no batch (aug.prob=0): the run trains without it"
+    assert "epoch   1/1" in result.stdout and warning not in result.stdout
+    assert f"warning: {warning}\n" in result.stderr
+    assert f"[WARNING] {warning}\n" in (run_dir / "train.log").read_text()
     for name in (
         "metrics.csv",
         "summary.json",

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("config",),
     ("engine",),
     ("data", "models", "aug", "losses", "splits", "metrics", "report"),
-    ("keys", "params", "errors", "processes", "progress"),
+    ("keys", "params", "errors", "processes", "progress", "console_log"),
 ]
 COMPONENTS = 4  # the layer of components: they may not import each other, but for SIDEWAYS
 # The components that may use another component (data types, metrics in figures).

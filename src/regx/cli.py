@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from regx.console_log import LevelPrefix
 from regx.engine.signals import command_body
 
 app = typer.Typer(
@@ -74,7 +75,7 @@ def log_to_stderr() -> Iterator[None]:
         yield
         return
     handler, level = _StderrNow(), logger.level
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(LevelPrefix("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

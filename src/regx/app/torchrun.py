@@ -18,7 +18,7 @@ from regx.engine.distributed import (
 # dir, and only warnings on the console (torchrun shows every rank's output).
 WORKER_OVERRIDES = [
     "hydra.output_subdir=null",
-    "++hydra.job_logging.root.handlers=[console]",
+    "++hydra.job_logging.root.handlers=[console_warnings]",
     "++hydra.job_logging.root.level=WARNING",
 ]
 

@@ -199,7 +199,7 @@ def _summary(
     s = req.spec.trainer
     summary: dict[str, Any] = {"status": "finished", **sections, "split": dict(prep.split.info)}
     summary["shift"] = test.info.get("test_shift", {"mode": "none"})
-    dataset = dataset_record(test.name, test, len(prep.train_y), len(prep.val_y))
+    dataset = dataset_record(test, len(prep.train_y), len(prep.val_y))
     dataset["test_shift"] = str(req.spec.config.get("dataset", {}).get("test_shift", "none"))
     summary.update(
         evaluation={

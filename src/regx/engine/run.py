@@ -118,7 +118,7 @@ def finalize_run(
         best_epoch=trainer.state.best_epoch,
         epochs_run=trainer.state.epoch,
         monitor=trainer.s.monitor,
-        dataset=dataset_record(p.data.name, p.data, len(p.train_y), len(p.val_y)),
+        dataset=dataset_record(p.data, len(p.train_y), len(p.val_y)),
         aug=spec.mixer.describe() if spec.mixer is not None else None,
         seed=spec.seed,
         config_hash=config_hash(spec.config),

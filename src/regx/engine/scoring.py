@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from regx.data.augment import Normalize
+from regx.data.types import ImageData
 from regx.engine import outputs
 from regx.engine.predict import predict
 from regx.engine.settings import AnalysisSettings
@@ -251,11 +252,11 @@ def write_run_outputs(
     return summary
 
 
-def dataset_record(name: str, data: Any, train_size: int, val_size: int) -> dict[str, Any]:
+def dataset_record(data: ImageData, train_size: int, val_size: int) -> dict[str, Any]:
     """summary.json's `dataset`: the shape of the data a model was scored with, its class
     names and input normalization (what `regx.load_run` rebuilds the model from)."""
     record = {
-        "name": name,
+        "name": data.name,
         "num_classes": data.num_classes,
         "image_size": data.image_size,
         "channels": data.channels,

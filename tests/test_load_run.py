@@ -214,3 +214,17 @@ def test_a_record_whose_classes_do_not_match_the_model_is_not_trusted(finished, 
     summary["dataset"]["classes"] = ["a", "b"]  # fewer names than the model has outputs
     (run_dir / "summary.json").write_text(json.dumps(summary))
     assert regx.load_run(run_dir).classes == true_classes  # from the data instead
+
+
+@pytest.mark.parametrize("std", [[0.0], [-1.0], [float("nan")], [float("inf")]])
+def test_a_record_whose_normalization_could_not_have_been_trained_with_is_not_trusted(
+    finished, tmp_path, std
+) -> None:
+    run_dir = copy_run(finished, tmp_path / "run")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    true_std = summary["dataset"]["std"]
+    summary["dataset"]["std"] = std  # json writes nan and inf as NaN and Infinity
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    run = regx.load_run(run_dir)
+    expected_scale = 1.0 / (255.0 * torch.tensor(true_std))  # from the data instead
+    torch.testing.assert_close(run.normalize.scale.flatten(), expected_scale)

@@ -14,6 +14,7 @@ warning. Building the model leaves the caller's random number generators as they
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import warnings
@@ -157,9 +158,10 @@ def _complete_record(record: Any) -> bool:
         return False
     stats = [*record["mean"], *record["std"]]
     same_length = len(record["mean"]) == len(record["std"]) == record["channels"]
-    return same_length and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in stats
+    numbers = all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stats
     )
+    return same_length and numbers and all(v > 0 for v in record["std"])
 
 
 def _image_shape(record: dict[str, Any]) -> tuple[int, int, int]:

@@ -228,3 +228,16 @@ def test_a_record_whose_normalization_could_not_have_been_trained_with_is_not_tr
     run = regx.load_run(run_dir)
     expected_scale = 1.0 / (255.0 * torch.tensor(true_std))  # from the data instead
     torch.testing.assert_close(run.normalize.scale.flatten(), expected_scale)
+
+
+def test_putting_back_a_run_s_hydra_files_never_unpickles_code(tmp_path) -> None:
+    from regx.app.run_dirs import kept_hydra_files
+
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.pt"
+    torch.save({"model": {}, "hydra_files": {"config.yaml": "seed: 3\n"}}, last)
+    assert kept_hydra_files(tmp_path) == {"config.yaml": "seed: 3\n"}  # no .hydra/kept/
+    mark = tmp_path / "the command ran"
+    torch.save({"model": {}, "hydra_files": {}, "x": RunsAShellCommand(mark)}, last)
+    assert kept_hydra_files(tmp_path) == {}
+    assert not mark.exists()

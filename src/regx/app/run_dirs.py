@@ -30,7 +30,7 @@ from typing import Any
 
 from regx.app.run_lock import LOCK_NAME, RunLock
 from regx.engine.files import HYDRA_FILES, put_back_hydra_files, read_hydra_files, summary_of
-from regx.errors import ConfigError, UserError
+from regx.errors import ConfigError, DataError, UserError
 
 KEPT_DIR = "kept"  # under .hydra/: the first launch's Hydra files
 # Hydra's flags that print or check instead of running a job
@@ -117,15 +117,13 @@ def kept_hydra_files(run_dir: Path) -> dict[str, str]:
     files = {n: (kept / n).read_text() for n in HYDRA_FILES if (kept / n).is_file()}
     if files or not (run_dir / "checkpoints" / "last.pt").is_file():
         return files
-    import torch
+    from regx.engine.checkpoint import load_checkpoint  # tensors and plain values only
 
     try:
-        ckpt = torch.load(
-            run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False
-        )
-    except Exception:  # an unreadable checkpoint: nothing to put back
+        ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    except DataError:  # unreadable, or not safe to unpickle: nothing to put back
         return {}
-    hydra_files = ckpt.get("hydra_files") if isinstance(ckpt, dict) else None
+    hydra_files = ckpt.get("hydra_files")
     return dict(hydra_files) if isinstance(hydra_files, dict) else {}
 
 

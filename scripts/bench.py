@@ -12,7 +12,8 @@ Prints, in one run:
   (m) regx's mixup training step vs timm's Mixup + SoftTargetCrossEntropy (target ≥ 1.0);
   (b) regx's in-memory batch path vs DataLoader(TensorDataset) with 0 and 2 workers —
       target ≥ 2× faster;
-  (c) report + calibration time as a share of a whole `regx train` — target ≤ 3 %;
+  (c) report time as a share of a whole `regx train` — target ≤ 3 % (calibration and
+      evaluation shown beside it);
   (d) `regx --help` and default `regx train` (digits) wall time — targets ≤ 0.5 s, ≤ 15 s.
 
 Every ratio is (speed of regx) / (speed of the contender) = contender time / regx time,

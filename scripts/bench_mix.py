@@ -3,7 +3,7 @@
 One process, one model, one data set: the engine's own `Trainer.train_epoch` runs with no
 mixer and with each mixer, interleaved (none, mix₁, mix₂, …, none, mix₁, …) so drifts in
 machine load hit every arm alike, after one untimed warm-up epoch of each. Prints the
-median epoch time of each arm and its ratio to none (the issues' target: ≤ 1.03), then
+median epoch time of each arm and its ratio to none (target: ≤ 1.03), then
 each mixer's own cost per step as a share of a plain step, measured directly on one batch,
 which noise on a shared host blurs less: the mix itself and the second loss term; for a
 mixer that mixes a hidden state (manifold mixup) the forward pass with the mix against

@@ -21,7 +21,8 @@ what a single-threaded run takes on an idle core, so its difference is the robus
 
 Breakdown mode loads a finished run's predictions and times, in one process: the import of
 `matplotlib.figure` + Agg vs `matplotlib.pyplot`, then each figure with the shipped
-settings and with the previous ones (dpi 120, default PNG compression), CPU time and wall.
+settings and with a heavier setting for comparison (dpi 120, default PNG compression),
+CPU time and wall.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ uses validation) and reports per arm:
     python scripts/split_study.py --analyze runs/split_study/digits   # re-read finished runs
 
 Positional arguments are Hydra overrides added to every run (as for `regx train`). Runs
-go to `--out/<preset>/<arm>/seed<k>/`, ordinary run directories (`regx report` reads them).
+train in this process into `--out/<preset>/<arm>/seed<k>/` (metrics.csv, summary.json,
+predictions.npz and checkpoints, but no .hydra/ folder: `--analyze` reads them back;
+`regx report`, `regx evaluate` and `regx.load_run` need a run `regx train` made).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Runs `python -m regx train` (the default experiment, full report and figures) an
 `python scripts/hand_train.py` (the same data, model, epochs, best-val weights, test
 accuracy and ECE) alternately, regx first, `--repeats` times each, so drifts in machine load
 hit both alike. Prints every pair (wall and CPU seconds of the process, its children
-included) and the median of the pairs' ratios, regx / hand (the issue's target: ≤ 1.10),
+included) and the median of the pairs' ratios, regx / hand (target: ≤ 1.10),
 then where regx's wall time goes, from summary.json `started` and `timings`:
 
     start + imports   process launch → the run's start (Python, torch, Hydra, composing)

@@ -21,6 +21,12 @@ def _stems(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def test_the_listed_groups_are_the_folders_of_conf() -> None:
+    folders = {p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"}
+    assert set(GROUPS) == folders | {"hydra/launcher", "hydra/sweeper"}
+    assert len(GROUPS) == len(set(GROUPS))
+
+
 def test_a_group_completes_to_its_options() -> None:
     losses = _stems("loss")
     assert {"ce", "gamma_ce", "am_softmax"} <= set(losses)

@@ -91,7 +91,7 @@ def print_commands(quick: bool, repeats: int) -> bool:
         f"{fmt([100 * v for v in report], ' %', 1)}  {verdict(good_report)}\n"
         f"  calibration + test evaluation {100 * statistics.median(ev):.1f} % "
         f"{fmt([100 * v for v in ev], ' %', 1)}\n"
-        f"  training loop {100 * statistics.median([s['train'] for s in share]):.1f} %"
+        f"  setup + training loop {100 * statistics.median([s['train'] for s in share]):.1f} %"
     )
     h, t = res["help"], res["train"]
     good_help = statistics.median(h["wall"]) <= 0.5

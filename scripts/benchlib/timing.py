@@ -108,7 +108,7 @@ def ratio(contender: Samples, regx: Samples, measure: str) -> Ratio:
 
 @dataclass
 class Target:
-    """One target the issue sets: a contender's ratio on a case must reach `at_least`."""
+    """A performance target: a contender's ratio on a case must reach `at_least`."""
 
     case: str
     contender: str

@@ -295,9 +295,6 @@ def evaluate(
 
         typer.echo(f"error: {os_error_line(e, 'the evaluation')}", err=True)
         raise typer.Exit(1) from None
-    test, ts = summary.get("test", {}), summary.get("test_ts", {})
-    typer.echo(
-        f"test acc {100 * test.get('acc', float('nan')):.2f}%  ECE {100 * test.get('ece', float('nan')):.2f}%"
-        f"  (after temperature scaling {100 * ts.get('ece', float('nan')):.2f}%)\n"
-        f"report: {out / 'report.md'}"
-    )
+    from regx.report.format import result_line
+
+    typer.echo(f"{result_line(summary)}\nreport: {out / 'report.md'}")

@@ -1,8 +1,9 @@
 """Console logging: a run's info lines on stdout; its warnings on stderr, as `warning: …`.
 
-So `regx train > out.txt` still shows a warning on the terminal, and a warning reads the
-same in every command (conf/hydra/job_logging/regx.yaml and `regx.cli.log_to_stderr` use
-these two pieces)."""
+So `regx train > out.txt` still shows a warning on the terminal
+(conf/hydra/job_logging/regx.yaml uses both pieces). The commands whose stdout is their
+result (`regx evaluate`, `regx report`) send every log line to stderr, with the same
+`warning: ` prefix (`regx.cli.log_to_stderr`)."""
 
 from __future__ import annotations
 

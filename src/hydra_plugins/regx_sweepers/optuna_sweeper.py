@@ -115,7 +115,7 @@ class RegxOptunaSweeper(Sweeper):
         objective = self.objective = objective_keys(_plain(self.config.get("objective")))
         pruner = chosen(self.pruner, "pruner", PRUNERS)
         settings = StudySettings(
-            storage=storage_url(self.storage, self.sweep_dir),
+            storage=storage_url(self.storage),
             name=str(self.study_name or "regx"),
             objective=objective,
             directions=objective_directions(self.direction, objective),
@@ -143,7 +143,8 @@ class RegxOptunaSweeper(Sweeper):
         from regx.config.build import build_spec
 
         regx_log = logging.getLogger("regx")
-        level, regx_log.level = regx_log.level, logging.ERROR  # its idle-settings warnings
+        level = regx_log.level
+        regx_log.setLevel(logging.ERROR)  # its idle-settings warnings (setLevel: the cache too)
         try:
             for key, value, point in space.extremes():
                 cfg = self.hydra_context.config_loader.load_sweep_config(
@@ -159,7 +160,7 @@ class RegxOptunaSweeper(Sweeper):
                         f"run refuses ({e}): keep the range within what {key} allows"
                     ) from None
         finally:
-            regx_log.level = level
+            regx_log.setLevel(level)
 
     # -- the trials -------------------------------------------------------------------------
     def _run(self, settings: Any, space: Any, study: Any) -> None:

@@ -226,9 +226,18 @@ def evaluate(
     )
     out, created = _claimed_folder(out_dir, run_dir, overrides, OmegaConf.to_yaml(cfg))
     request = EvaluationRequest(
-        run_dir, trained, spec, run.model, run.checkpoint, run.checkpoint_epoch, same_test_set, list(overrides), out,
-        run_choices(run_dir), robustness or RobustnessRequest(),
-    )  # fmt: skip
+        run_dir=run_dir,
+        trained=trained,
+        spec=spec,
+        model=run.model,
+        checkpoint=run.checkpoint,
+        checkpoint_epoch=run.checkpoint_epoch,
+        same_test_set=same_test_set,
+        overrides=list(overrides),
+        out_dir=out,
+        choices=run_choices(run_dir),
+        robustness=robustness or RobustnessRequest(),
+    )
     return out, _scored_into(out, created, lambda: evaluate_run(request))
 
 

@@ -153,11 +153,10 @@ def _run_job(cfg: DictConfig, run_dir: Path, multirun: bool, overrides: list[str
             guard.close()
     if skipped or not is_main_process():
         return objective_value(cfg, summary)  # under torchrun, rank 0 reports
-    test = summary.get("test", {})
+    from regx.report.format import result_line
+
     print(
-        f"test acc {100 * test.get('acc', math.nan):.2f}%  ECE {100 * test.get('ece', math.nan):.2f}%"
-        f"  (after temperature scaling {100 * summary.get('test_ts', {}).get('ece', math.nan):.2f}%)"
-        f"\nrun dir: {run_dir}\nreport:  {run_dir / 'report.md'}",
+        f"{result_line(summary)}\nrun dir: {run_dir}\nreport:  {run_dir / 'report.md'}",
         flush=True,
     )
     return objective_value(cfg, summary)
@@ -242,6 +241,11 @@ def _record_failure(run_dir: Path, error: UserError) -> None:
         pass  # the disk may be the problem; the one-line message still reaches the user
 
 
+def refusal_exit_code(error: UserError) -> int:
+    """A command refused before anything ran exits 2 (usage) unless its error says otherwise."""
+    return error.exit_code if error.exit_code != 1 else 2
+
+
 def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:
     """Hydra's exit status as an int; what it wrote before the job started, condensed to
     one line when it failed (an unknown key, a missing plugin)."""
@@ -252,7 +256,7 @@ def _exit_code(code: Any, gate: StderrGate, args: list[str]) -> int:
         code = 0
     if isinstance(code, UserError):  # refused by a callback before the sweep launched
         print(f"error: {code}", file=sys.stderr)
-        return code.exit_code if code.exit_code != 1 else 2
+        return refusal_exit_code(code)
     if not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
@@ -315,7 +319,7 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
         return e.exit_code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return e.exit_code if e.exit_code != 1 else 2
+        return refusal_exit_code(e)
     except OSError as e:  # a folder named on the command line cannot even be looked at
         print(f"error: {e.filename}: {e.strerror or e}; {NAME_ANOTHER_FOLDER}", file=sys.stderr)
         return 2

@@ -165,7 +165,7 @@ def _complete_record(record: Any) -> bool:
 
 
 def _image_shape(record: dict[str, Any]) -> tuple[int, int, int]:
-    """(C, H, W); square for a summary.json written before `image_shape` was recorded."""
+    """(C, H, W); square for a summary.json `dataset` without `image_shape`."""
     shape = record.get("image_shape")
     if isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape):
         return shape[0], shape[1], shape[2]

@@ -1,4 +1,5 @@
-"""Hydra composition, structured-config validation, and the Hydra task that runs the engine."""
+"""Hydra composition (`compose_config`), resolvers, target trust and structured-config
+validation: from a composed config to the typed `RunSpec` the engine runs."""
 
 from __future__ import annotations
 

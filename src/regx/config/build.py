@@ -203,7 +203,7 @@ def check_missing(cfg: DictConfig) -> None:
         raise ConfigError(key, "???", f"is required: pass {key}=VALUE")
 
 
-def check_added_keys(cfg: DictConfig, overrides: list[str]) -> None:
+def check_added_keys(overrides: list[str]) -> None:
     """`+losss=gamma_ce` adds a top-level key nothing reads: a typo, which would otherwise
     train the default silently. Allowed are regx's top-level keys and config groups."""
     import yaml
@@ -299,7 +299,7 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None) -> RunSpec:
     validate_top_level(cfg)
     # torch seeds generators with signed 64-bit integers; the data order multiplies the seed
     check(int(cfg.seed) < 2**32, "seed", cfg.seed, "must be below 2**32 (4294967296)")
-    check_added_keys(cfg, overrides or [])
+    check_added_keys(overrides or [])
     track_test = cfg.get("track_test", False)
     check(isinstance(track_test, bool), "track_test", track_test, "must be true or false")
     trainer = validate_trainer(cfg.trainer)

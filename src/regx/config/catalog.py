@@ -39,7 +39,6 @@ GROUPS = (
     "scale",
     "arm",
     "condition",
-    "budget",
     "logger",
     "hparams_search",
     "hydra/launcher",
@@ -220,7 +219,7 @@ def _import(path: str) -> Any:
     module_name, _, attr = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), attr)
-    except Exception:  # an optional dependency missing: the option is listed without types
+    except (ImportError, AttributeError):  # an optional dependency missing: no types shown
         return None
 
 

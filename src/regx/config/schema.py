@@ -127,7 +127,7 @@ def validate_top_level(cfg: DictConfig) -> None:
 
 
 def _node(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> Any:
-    """The top-level mapping `key` (empty when absent, e.g. a run from an older regx)."""
+    """The top-level mapping `key` (empty when absent, e.g. a saved config without it)."""
     node = cfg.get(key)
     if node is None:
         return {}

@@ -105,7 +105,7 @@ def check_same_classes(trained: list[str], test: list[str]) -> None:
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvaluationRequest:
     """A run to re-score: how it was trained, how to score it, and where to write."""
 

@@ -40,9 +40,9 @@ class StudySettings:
     pruner: dict[str, Any]  # {"name", **the chosen pruner's settings}
 
 
-def storage_url(storage: Any, sweep_dir: Path) -> str | None:
+def storage_url(storage: Any) -> str | None:
     """The storage URL the sweeper and every job use: a relative SQLite path made absolute
-    (jobs may run in other directories), its folder created."""
+    against the launch directory (jobs may run in other directories), its folder created."""
     if storage is None:
         return None
     url = str(storage)

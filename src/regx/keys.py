@@ -67,6 +67,11 @@ IDENTITY_ROLES: frozenset[Role] = frozenset({"experiment", "evaluation", "replic
 COMPARISON_ROLES: frozenset[Role] = frozenset({"experiment", "evaluation"})
 
 
+def keys_of_role(role: Role) -> list[str]:
+    """The listed prefixes of `role`, in KEY_ROLES' order."""
+    return [key for key, r in KEY_ROLES.items() if r == role]
+
+
 def role_of(key: str) -> Role:
     """The role of a dotted config key (`trainer.optimizer.lr` → experiment)."""
     parts = key.split(".")

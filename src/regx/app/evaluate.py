@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regx.errors import ConfigError, UserError, dangling_link
-from regx.keys import role_of
+from regx.keys import keys_of_role, role_of
 
 if TYPE_CHECKING:
     from regx.engine.robustness import RobustnessRequest
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 # Keys under these prefixes select the training images (with role experiment or replicate).
 TRAINING_DATA_PREFIXES = ("seed", "split", "dataset")
 _ABSENT = object()  # what OmegaConf.select gives for a key the config lacks
+# What an evaluate override may set, from the keys' roles (regx.keys).
+ALLOWED = (
+    f"allowed here: how it is scored ({', '.join(keys_of_role('evaluation'))} and their keys), "
+    f"where things are ({', '.join(k for k in keys_of_role('io') if k != 'hydra')}) and how it "
+    "runs (trainer.device, trainer.eval_batch_size, …)"
+)
 
 
 def _check_override(override: Any, cfg: Any) -> None:
@@ -64,13 +70,7 @@ def _check_override(override: Any, cfg: Any) -> None:
         )
     else:
         why = "it sets how the checkpoint was trained (model, loss, augmentation, training)"
-    raise ConfigError(
-        key,
-        override.value(),
-        f"cannot change in evaluate: {why}; allowed here: dataset.test_shift, shift.*, "
-        "calibration.*, between.*, retrieval.*, dataset.root and how it runs "
-        "(trainer.device, trainer.eval_batch_size, …)",
-    )
+    raise ConfigError(key, override.value(), f"cannot change in evaluate: {why}; {ALLOWED}")
 
 
 def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
@@ -196,20 +196,14 @@ def evaluate(
     _check_run_dir(run_dir, overrides)
     from omegaconf import OmegaConf
 
-    from regx.app.loaded_run import open_run, unfinished_note
-    from regx.app.run_paths import anchored_paths
-    from regx.config import register_resolvers
+    from regx.app.loaded_run import open_run, trained_config, unfinished_note
     from regx.config.build import build_spec
     from regx.engine.device import resolve_device
     from regx.engine.evaluate import EvaluationRequest, evaluate_run
     from regx.engine.robustness import RobustnessRequest
     from regx.report.run_report import run_choices
 
-    register_resolvers()  # the run's config may use them
-    base = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    for key, folder in anchored_paths(run_dir).items():  # relative: to where the run began
-        OmegaConf.update(base, key, folder)
-    base.logger = None  # trackers belong to training; evaluate writes files only
+    base = trained_config(run_dir)
     cfg = apply_overrides(base, overrides)
     run_overrides = _run_overrides(run_dir)
     relocated = where_and_how(overrides)

@@ -241,23 +241,29 @@ def open_run(run_dir: Path, dev: torch.device, spec: Any = None) -> LoadedRun:
     )
 
 
-def _trained_spec(run_dir: Path) -> Any:
-    """The RunSpec of the run's .hydra/config.yaml, relative data folders anchored where
-    the run was launched."""
+def trained_config(run_dir: Path) -> Any:
+    """The run's .hydra/config.yaml (checked readable) as a DictConfig: relative data
+    folders anchored where the run was launched, no trackers (they belong to training)."""
     from omegaconf import OmegaConf
 
     from regx.app.run_dirs import check_run_files
     from regx.app.run_paths import anchored_paths
     from regx.config import register_resolvers
-    from regx.config.build import build_spec
 
     check_run_files(run_dir)
-    register_resolvers()
+    register_resolvers()  # the run's config may use them
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     for key, folder in anchored_paths(run_dir).items():  # relative: to where the run began
         OmegaConf.update(cfg, key, folder)
     cfg.logger = None
-    return build_spec(cfg)
+    return cfg
+
+
+def _trained_spec(run_dir: Path) -> Any:
+    """The RunSpec of the run's `trained_config`."""
+    from regx.config.build import build_spec
+
+    return build_spec(trained_config(run_dir))
 
 
 def _load_weights(model: torch.nn.Module, weights: Any) -> None:

@@ -21,11 +21,11 @@ from studies.rules import Metric, Outcome, Verdict, all_of, any_of, compare, out
 from studies.study import Arm, Condition, Study, Table, Tables
 
 ACC = Metric("test.acc", "test acc")
-ECE = Metric("test.ece", "ECE", lower_is_better=True)
-GAP = Metric("between.linearity_gap.0.5", "linearity gap", scale=1.0, unit="", lower_is_better=True)
-MISS = Metric("between.miss_rate.0.5", "miss rate", lower_is_better=True)
-GRAD = Metric("between.grad_norm.0.5", "grad norm", scale=1.0, unit="", lower_is_better=True)
-FEAT = Metric("between.feature_gap.0.5", "feature gap", scale=1.0, unit="", lower_is_better=True)
+ECE = Metric("test.ece", "ECE")
+GAP = Metric("between.linearity_gap.0.5", "linearity gap", scale=1.0, unit="")
+MISS = Metric("between.miss_rate.0.5", "miss rate")
+GRAD = Metric("between.grad_norm.0.5", "grad norm", scale=1.0, unit="")
+FEAT = Metric("between.feature_gap.0.5", "feature gap", scale=1.0, unit="")
 
 ARMS = (
     Arm("mixing/none", "no mixing"),

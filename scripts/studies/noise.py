@@ -38,7 +38,7 @@ ACC = Metric("test.acc", "test acc (picked)")
 FINAL = Metric("final_test_acc", "test acc (last epoch)")
 PEAK = Metric("track_test.best_test_acc", "test acc (best epoch)")
 MEMO = Metric("final_memorized", "memorized (last epoch)", lower_is_better=True)
-MEMO_PICKED = Metric("noise.memorized", "memorized (picked)", lower_is_better=True)
+MEMO_PICKED = Metric("noise.memorized", "memorized (picked)")
 DROP = Metric("peak_drop", "fall from the best epoch", unit=" pt", lower_is_better=True)
 
 ARMS = (

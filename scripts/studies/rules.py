@@ -31,6 +31,8 @@ from enum import Enum
 
 import numpy as np
 
+from regx.metrics.direction import lower_is_better
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -38,8 +40,14 @@ class Metric:
     title: str
     scale: float = 100.0  # shown as value × scale
     unit: str = "%"
-    lower_is_better: bool = False
+    # None: regx's own table of metric directions (regx.metrics.direction) decides; the
+    # keys derived here (abs_gap, regret, …) say it themselves
+    lower_is_better: bool | None = None
     decimals: int | None = None  # None: 3 for unscaled values, 2 for percentages and points
+
+    def __post_init__(self) -> None:
+        if self.lower_is_better is None:
+            object.__setattr__(self, "lower_is_better", lower_is_better(self.key))
 
     @property
     def digits(self) -> int:

@@ -175,11 +175,12 @@ def _image_shape(record: dict[str, Any]) -> tuple[int, int, int]:
 def resolve_load_device(device: Any) -> torch.device:
     """`device` of `load_run` as a torch device this machine has, else one UserError."""
     from regx.engine.device import resolve_device
+    from regx.config.schema import DEVICE_PATTERN
     from regx.errors import ConfigError
 
     name = str(device) if isinstance(device, (str, torch.device)) else None
     try:
-        if name is None or name.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+        if name is None or not DEVICE_PATTERN.match(name):  # trainer.device's own rule
             raise ValueError
         dev = resolve_device(name)
     except ConfigError as e:

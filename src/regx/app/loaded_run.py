@@ -174,8 +174,8 @@ def _image_shape(record: dict[str, Any]) -> tuple[int, int, int]:
 
 def resolve_load_device(device: Any) -> torch.device:
     """`device` of `load_run` as a torch device this machine has, else one UserError."""
-    from regx.engine.device import resolve_device
     from regx.config.schema import DEVICE_PATTERN
+    from regx.engine.device import resolve_device
     from regx.errors import ConfigError
 
     name = str(device) if isinstance(device, (str, torch.device)) else None

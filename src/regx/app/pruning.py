@@ -37,7 +37,13 @@ from regx.engine.hooks import RunHook
 from regx.errors import ConfigError, UserError, check_choice
 
 EPOCH_COLUMNS = {"val.acc": "val_acc", "val.nll": "val_loss", "val.ece": "val_ece"}
-PRUNERS = ("none", "median", "successive_halving")
+# `hydra.sweeper.pruner.name` → the class of optuna.pruners it builds
+PRUNER_CLASSES = {
+    "none": "NopPruner",
+    "median": "MedianPruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+}
+PRUNERS = tuple(PRUNER_CLASSES)
 PRUNER_ATTR = "regx_pruner"  # the study's user attribute holding the pruner's settings
 
 
@@ -79,17 +85,13 @@ def build_pruner(spec: dict[str, Any]) -> Any:
 
     name = spec.get("name", "none")
     check_choice("hydra.sweeper.pruner.name", name, PRUNERS)
-    classes = {
-        "none": pruners.NopPruner,
-        "median": pruners.MedianPruner,
-        "successive_halving": pruners.SuccessiveHalvingPruner,
-    }
+    pruner_class = getattr(pruners, PRUNER_CLASSES[name])
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     try:
-        return classes[name](**kwargs)
+        return pruner_class(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(
-            f"hydra.sweeper.pruner.{name}", kwargs, f"Optuna's {classes[name].__name__}: {e}"
+            f"hydra.sweeper.pruner.{name}", kwargs, f"Optuna's {pruner_class.__name__}: {e}"
         ) from None
 
 

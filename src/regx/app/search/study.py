@@ -25,7 +25,14 @@ from typing import Any
 from regx.engine.files import summary_of
 from regx.errors import ConfigError, UserError, check_choice
 
-SAMPLERS = ("auto", "tpe", "random", "cmaes", "nsgaii")
+# `hydra.sweeper.sampler.name` → the class of optuna.samplers it builds; auto picks one
+SAMPLER_CLASSES = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "cmaes": "CmaEsSampler",
+    "nsgaii": "NSGAIISampler",
+}
+SAMPLERS = ("auto", *SAMPLER_CLASSES)
 OBJECTIVE_ATTR = "regx_objective"  # the study's user attribute: the objective's keys
 RETRY_ATTR = "retry_of"  # a trial's user attribute: the number of the cut-off trial it re-runs
 
@@ -76,12 +83,6 @@ def build_sampler(spec: dict[str, Any], n_objectives: int, n_existing: int) -> A
     name = spec["name"]
     if name == "auto":
         name = "nsgaii" if n_objectives > 1 else "tpe"
-    classes = {
-        "tpe": samplers.TPESampler,
-        "random": samplers.RandomSampler,
-        "cmaes": samplers.CmaEsSampler,
-        "nsgaii": samplers.NSGAIISampler,
-    }
     if name == "cmaes":
         if importlib.util.find_spec("cmaes") is None:
             raise ConfigError(
@@ -96,10 +97,10 @@ def build_sampler(spec: dict[str, Any], n_objectives: int, n_existing: int) -> A
     if seed is not None:
         kwargs["seed"] = int(seed) + n_existing
     try:
-        return classes[name](**kwargs)
+        return getattr(samplers, SAMPLER_CLASSES[name])(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(
-            f"hydra.sweeper.sampler.{name}", kwargs, f"Optuna's {classes[name].__name__}: {e}"
+            f"hydra.sweeper.sampler.{name}", kwargs, f"Optuna's {SAMPLER_CLASSES[name]}: {e}"
         ) from None
 
 

@@ -19,11 +19,8 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from regx.app.sweeps import (
-    finished_run,
-    missing_plugin_message,
-    prefer_regx_plugin_configs,
-)
+from regx.app.sweeps import finished_run, missing_plugin_message
+from regx.config.hydra_compat import prefer_regx_plugin_configs
 from regx.errors import UserError
 from regx.keys import config_hash
 

@@ -306,8 +306,8 @@ def run_hydra(args: list[str], resume: Path | None = None) -> int:
 
     from regx.app import run_dirs
     from regx.app.run_lock import RunDirBusy, mark_launcher, stop_workers_on_signal
-    from regx.app.sweeps import prefer_regx_plugin_configs
     from regx.config import hydra_compat
+    from regx.config.hydra_compat import prefer_regx_plugin_configs
     from regx.config.paths import config_dir
     from regx.engine import distributed
 

@@ -7,7 +7,8 @@ regx ships its own `conf/hydra/launcher/joblib.yaml`, `submitit_slurm.yaml`, …
 `conf/hydra/sweeper/*.yaml`. Installed plugins register configs of the same names in Hydra's
 ConfigStore (hydra-optuna-sweeper, if present, an `optuna` sweeper); Hydra would merge a
 same-named file onto them (a deprecated "automatic schema match", a hard error for one with a
-defaults list), so `prefer_regx_plugin_configs` drops those entries and regx's files are used.
+defaults list), so `hydra_compat.prefer_regx_plugin_configs` drops those entries and regx's
+files are used.
 """
 
 from __future__ import annotations
@@ -44,21 +45,6 @@ PLUGINS = {
 _MISSING_EXTRA = re.compile(
     r"[\w/=.\[\],-]+ needs the '[^']+' package, which is not installed: pip install 'regx\[\w+\]'"
 )
-
-
-def prefer_regx_plugin_configs(config_dir: Path) -> None:
-    """Drop the plugins' ConfigStore entries that regx's conf/hydra/<group>/*.yaml replace."""
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # imports the installed plugins, which register their configs
-    repo = ConfigStore.instance().repo
-    for group in ("launcher", "sweeper"):
-        stored = repo.get("hydra", {}).get(group)
-        if not isinstance(stored, dict):
-            continue
-        for path in (config_dir / "hydra" / group).glob("*.yaml"):
-            stored.pop(path.name, None)
 
 
 def missing_plugin_message(hydra_error: str) -> str | None:
@@ -166,7 +152,7 @@ def summary_value(summary: dict[str, Any], key: str) -> float:
 def objective_value(cfg: Any, summary: dict[str, Any]) -> float | list[float]:
     """The value(s) a sweeper optimizes: `objective`, a dotted summary key (val.nll) → its
     number, or a list of keys ([val.acc,val.ece]) → a list of numbers; NaN where missing."""
-    objective = cfg.get("objective") or "val.acc"
+    objective = cfg.get("objective")  # null: objective_keys gives val.acc
     values = [summary_value(summary, key) for key in objective_keys(objective)]
     return values if isinstance(objective, (list, ListConfig)) else values[0]
 

@@ -13,13 +13,15 @@ omegaconf 2.3 and 2.4. Three things changed between them, all handled here:
   has no whitelist.
 - OmegaConf 2.4 renames `register_new_resolver` to `register_resolver`.
 
-Hydra's private API is used here only: `apply_overrides` and `basic_sweep_size`.
+Hydra's private API is used here only: `apply_overrides`, `basic_sweep_size` and
+`prefer_regx_plugin_configs` (which edits the ConfigStore's repo in place).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -108,3 +110,18 @@ def basic_sweep_size(config: Any) -> int | None:
         return len(BasicSweeper.split_arguments(parsed, None)[0])
     except (HydraException, ValueError):
         return None  # the sweeper itself reports a bad override
+
+
+def prefer_regx_plugin_configs(config_dir: Path) -> None:
+    """Drop the plugins' ConfigStore entries that regx's conf/hydra/<group>/*.yaml replace."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # imports the installed plugins, which register their configs
+    repo = ConfigStore.instance().repo
+    for group in ("launcher", "sweeper"):
+        stored = repo.get("hydra", {}).get(group)
+        if not isinstance(stored, dict):
+            continue
+        for path in (config_dir / "hydra" / group).glob("*.yaml"):
+            stored.pop(path.name, None)

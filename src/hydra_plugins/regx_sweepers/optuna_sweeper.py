@@ -232,6 +232,10 @@ class RegxOptunaSweeper(Sweeper):
                 print(f"error: {missing}", file=sys.stderr, flush=True)
                 raise SystemExit(2)
             reason = failure_reason(run_dir)
+            if reason.status == "pruned":
+                study.tell(trial, state=TrialState.PRUNED)
+                print(f"trial {trial.number}: {reason.message}", flush=True)
+                return
         else:
             try:
                 ret.return_value  # noqa: B018  (raises the job's exception)
@@ -240,10 +244,6 @@ class RegxOptunaSweeper(Sweeper):
                 if debug_mode():
                     raise
                 reason = f"{type(e).__name__}: {e}"
-        if reason.startswith("pruned:"):
-            study.tell(trial, state=TrialState.PRUNED)
-            print(f"trial {trial.number}: {reason.split(': ', 1)[-1]}", flush=True)
-            return
         print(f"trial {trial.number} failed ({run_dir}): {reason}", flush=True)
         study.tell(trial, state=TrialState.FAIL)
 

@@ -157,14 +157,26 @@ def objective_value(cfg: Any, summary: dict[str, Any]) -> float | list[float]:
     return values if isinstance(objective, (list, ListConfig)) else values[0]
 
 
-def failure_reason(run_dir: Path) -> str:
+@dataclass(frozen=True)
+class NoValue:
+    """Why a run gave no objective value: its summary.json status (None: no summary) and
+    message."""
+
+    status: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message if self.status is None else f"{self.status}: {self.message}"
+
+
+def failure_reason(run_dir: Path) -> NoValue:
     """What a run's summary.json says about why it gave no objective value."""
     from regx.engine.files import summary_of
 
     summary = summary_of(run_dir)
     if summary is None:
-        return "no summary.json"
-    return f"{summary.get('status')}: {summary.get('message') or 'no objective value'}"
+        return NoValue(None, "no summary.json")
+    return NoValue(summary.get("status"), summary.get("message") or "no objective value")
 
 
 def missing_objective(run_dir: Path, keys: list[str]) -> str | None:

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from regx.report.sweep import sweep_report
 from studies import mixing, noise, open_set, shift
@@ -48,6 +52,21 @@ def _seeds(runs: StudyRuns) -> list[int]:
     return sorted({int(r.seed) for r in runs.all_runs if isinstance(r.seed, int)})
 
 
+def jobs_at_once(runs: StudyRuns) -> int | None:
+    """How many runs each sweep ran at once, from its multirun.yaml (joblib's n_jobs; 1 for
+    Hydra's basic launcher); None when the sweeps differ or do not say."""
+    found = set()
+    for folder in runs.sweep_dirs():
+        try:
+            launcher = yaml.safe_load((folder / "multirun.yaml").read_text())["hydra"]["launcher"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            return None
+        joblib = "joblib" in str(launcher.get("_target_", ""))
+        found.add(launcher.get("n_jobs") if joblib else 1)
+    (jobs,) = found if len(found) == 1 else (None,)
+    return jobs if isinstance(jobs, int) and jobs > 0 else None
+
+
 def _test_sizes(runs: list) -> list[int]:
     return sorted({r.summary.get("dataset", {}).get("test_size") for r in runs} - {None})
 
@@ -86,11 +105,13 @@ def setting_line(runs: StudyRuns) -> str:
     pool = f" (a stratified subset of {subset:,} training images)" if subset else ""
     net = f"{model} ({'-'.join(map(str, widths))} channels)" if widths else model
     seeds = ", ".join(map(str, _seeds(runs)))
+    jobs = jobs_at_once(runs)
+    at_once = f", {jobs} run{'s' if jobs != 1 else ''} at a time" if jobs else ""
     return (
         f"Setting: {data.get('name', '?')}, {sizes}{pool}, {data.get('num_classes', '?')} "
         f"classes trained; {net}; {epochs} epoch{'s' if epochs != 1 else ''}; seeds {seeds}; "
         f"{len(runs.all_runs)} runs, which took {minutes_text(sweep_minutes(runs))} (first start "
-        "to last finish of each sweep, 2 runs at a time)."
+        f"to last finish of each sweep{at_once})."
     )
 
 
@@ -160,14 +181,24 @@ def condition_lines(study: Study, cond: Condition, table: Table, runs: StudyRuns
     return lines + [f"- {s}" for s in study.findings(cond, table, study.arms)] + [""]
 
 
-def scale_section(
-    study: Study, scale: str, runs_root: Path, docs: Path
-) -> tuple[list[str], Verdict | None, float]:
-    """The section of one study at one scale, its verdict and the minutes its runs took."""
+@dataclass
+class Section:
+    """One study at one scale: its lines, verdict, the minutes its runs took, its number
+    of seeds and how many runs it ran at once (None: not known)."""
+
+    lines: list[str]
+    verdict: Verdict | None = None
+    minutes: float = 0.0
+    seeds: int = 0
+    jobs: int | None = None
+
+
+def scale_section(study: Study, scale: str, runs_root: Path, docs: Path) -> Section:
+    """The section of one study at one scale (see `Section`)."""
     runs = load_study(runs_root / scale / study.key)
     title = f"### {SCALES[scale]}"
     if runs is None or not runs.all_runs:
-        return [title, "", "*Not run at this scale.*", ""], None, 0.0
+        return Section([title, "", "*Not run at this scale.*", ""])
     tables = build_tables(study, runs)
     out_dir = docs / "studies" / f"{scale}-{study.key}"
     sweep_report(runs.sweep_dirs(), out=out_dir, plot=True, echo=False)
@@ -194,9 +225,9 @@ def scale_section(
         "```",
         "",
     ]
-    verdict = study.verdict(tables, study.arms, max(len(_seeds(runs)), 2))
+    verdict = study.verdict(tables, study.arms, len(_seeds(runs)))
     lines += [f"**Verdict, {SCALES[scale]}: {verdict.word}.** {verdict.reason}", ""]
-    return lines, verdict, sweep_minutes(runs)
+    return Section(lines, verdict, sweep_minutes(runs), len(_seeds(runs)), jobs_at_once(runs))
 
 
 GPU_SECTION = [
@@ -218,12 +249,20 @@ GPU_SECTION = [
 ]
 
 
-def intro(minutes: int | None, run_minutes: float) -> list[str]:
-    took = f" The last regeneration took {minutes} minutes on a 2-core CPU." if minutes else ""
+def intro(minutes: int | None, sections: list[Section]) -> list[str]:
+    ran = [s for s in sections if s.seeds]
+    cpu = f"a {os.cpu_count()}-core CPU"
+    jobs = {s.jobs for s in ran}
+    at_once = f"{jobs.pop()} at a time on {cpu}" if len(jobs) == 1 and None not in jobs else cpu
+    run_minutes = sum(s.minutes for s in ran)
+    took = f" The last regeneration took {minutes} minutes on {cpu}." if minutes else ""
     took += (
-        f" The runs on this page took {minutes_text(run_minutes)} of wall time in all (2 at a time "
-        "on a 2-core CPU; each section's Setting line has its share)."
+        f" The runs on this page took {minutes_text(run_minutes)} of wall time in all "
+        f"({at_once}; each section's Setting line has its share)."
     )
+    counts = sorted({s.seeds for s in ran})
+    n = counts[0] if len(counts) == 1 else 3
+    seeds = f"With {n} seeds" if len(counts) == 1 else "With 3 seeds (the sections list theirs)"
     return [
         "# Studies: each article's own claim, measured by regx",
         "",
@@ -236,15 +275,15 @@ def intro(minutes: int | None, run_minutes: float) -> list[str]:
         "two are *within seed noise*. Each claim ends in one verdict per scale: **holds** (the "
         "comparisons it rests on go the claimed way beyond seed noise), **does not hold** (they "
         "go the other way beyond seed noise) or **not resolved at this scale** (within seed "
-        "noise, or mixed). With 3 seeds a difference that is not there passes the rule in one "
-        f"given direction about {100 * chance_rate(3):.1f} % of the time, so a verdict resting "
+        f"noise, or mixed). {seeds} a difference that is not there passes the rule in one "
+        f"given direction about {100 * chance_rate(n):.1f} % of the time, so a verdict resting "
         "on one of many comparisons says how many it rests on and how many chance alone would give.",
         "",
         "Limits: this is CPU scale. The small CNN of `conf/model/cnn.yaml` trains for tens of "
         "epochs on the 1,437 digits of scikit-learn (8×8 pixels) or on a stratified subset of "
         "a few thousand CIFAR-10 training images; the articles train ResNets for hundreds of "
         "epochs on 50,000. An effect that needs capacity, data or long training can be absent "
-        "here, and 3 seeds resolve only differences of a few standard deviations. Each "
+        f"here, and {n} seeds resolve only differences of a few standard deviations. Each "
         "section's *Setting* line gives its sizes and epochs as the runs record them.",
         "",
     ]
@@ -273,15 +312,15 @@ def page(runs_root: Path, docs: Path, started: float | None = None) -> str:
     clear_generated(docs)
     verdicts: dict[tuple[str, str], Verdict | None] = {}
     body: list[str] = []
-    run_minutes = 0.0
+    sections: list[Section] = []
     for study in STUDIES:
         body += [f"## {study.number}. {study.title}", "", f"Claim: {study.claim}", ""]
         body += [f"Rule: the claim {study.rule}.", ""]
         for scale in SCALES:
-            lines, verdict, spent = scale_section(study, scale, runs_root, docs)
-            verdicts[(study.key, scale)] = verdict
-            body += lines
-            run_minutes += spent
+            section = scale_section(study, scale, runs_root, docs)
+            verdicts[(study.key, scale)] = section.verdict
+            body += section.lines
+            sections.append(section)
     minutes = None if started is None else math.ceil((time.time() - started) / 60)
-    head = intro(minutes, run_minutes)
+    head = intro(minutes, sections)
     return "\n".join([*head, "## Verdicts", "", *summary_table(verdicts), *body, *GPU_SECTION])

@@ -182,6 +182,8 @@ def tally(outcomes: Sequence[Outcome], seeds: int) -> str:
     from scipy.stats import binom
 
     n = len(outcomes)
+    if seeds < 2:
+        return "One seed per method: no difference can be told from seed noise."
     confirmed = sum(o is Outcome.CONFIRMED for o in outcomes)
     contradicted = sum(o is Outcome.CONTRADICTED for o in outcomes)
     rate = chance_rate(seeds)

@@ -72,6 +72,7 @@ CASES = [
     (["seed=-1"], 2, "seed=-1: must be a non-negative integer"),
     (["seed=abc"], 2, "seed=abc: must be a non-negative integer"),
     (["calibration.n_bins=0"], 2, "calibration.n_bins=0: must be a positive integer"),
+    (["calibration.n_bins=true"], 2, "calibration.n_bins=True: must be a positive integer"),
     (
         ["calibration.bootstrap=1000000000000"],
         2,

@@ -23,7 +23,7 @@ from regx.config import hydra_compat, trust
 from regx.config.schema import validate_analysis, validate_top_level, validate_trainer
 from regx.config.suggest import closest
 from regx.engine.spec import RunSpec
-from regx.errors import ConfigError, RefusedTargetError, UserError, check
+from regx.errors import ConfigError, RefusedTargetError, UserError
 from regx.params import declared_hints
 
 RUNTIME_KWARGS = {"model": ("num_classes", "in_channels", "image_size")}
@@ -296,12 +296,8 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None) -> RunSpec:
     check_single_options(cfg, overrides or [])
     check_interpolations(cfg)
     check_missing(cfg)
-    validate_top_level(cfg)
-    # torch seeds generators with signed 64-bit integers; the data order multiplies the seed
-    check(int(cfg.seed) < 2**32, "seed", cfg.seed, "must be below 2**32 (4294967296)")
+    top = validate_top_level(cfg)
     check_added_keys(overrides or [])
-    track_test = cfg.get("track_test", False)
-    check(isinstance(track_test, bool), "track_test", track_test, "must be true or false")
     trainer = validate_trainer(cfg.trainer)
     analysis = validate_analysis(cfg)
     between = BetweenSettings.from_config(cfg.get("between"))
@@ -315,15 +311,15 @@ def build_spec(cfg: DictConfig, overrides: list[str] | None = None) -> RunSpec:
     model_factory = instantiate_group("model", cfg.model, _partial_=True)
     config = OmegaConf.to_container(cfg, resolve=True)
     return RunSpec(
-        seed=int(cfg.seed),
+        seed=top.seed,
         dataset=dataset,
         model_factory=model_factory,
         loss=loss,
         split=split,
         trainer=trainer,
         mixer=mixer,
-        calibration_bins=int(OmegaConf.select(cfg, "calibration.n_bins", default=15)),
-        track_test=track_test,
+        calibration_bins=top.calibration_bins,
+        track_test=top.track_test,
         analysis=analysis,
         between=between,
         config=config,

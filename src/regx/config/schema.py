@@ -6,6 +6,7 @@ Every failure becomes one `ConfigError` line: `trainer.epochs=-1: must be in [1,
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -109,7 +110,19 @@ def validate_trainer(node: DictConfig | dict) -> TrainerSettings:
     return s
 
 
-def validate_top_level(cfg: DictConfig) -> None:
+CALIBRATION_BINS = 15  # calibration.n_bins where a saved config lacks it
+
+
+@dataclass(frozen=True)
+class TopLevel:
+    """The checked top-level keys: `seed`, `calibration.n_bins`, `track_test`."""
+
+    seed: int
+    calibration_bins: int
+    track_test: bool
+
+
+def validate_top_level(cfg: DictConfig) -> TopLevel:
     seed = cfg.get("seed")
     check(
         isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
@@ -117,13 +130,18 @@ def validate_top_level(cfg: DictConfig) -> None:
         seed,
         "must be a non-negative integer",
     )
-    n_bins = OmegaConf.select(cfg, "calibration.n_bins", default=15)
+    # torch seeds generators with signed 64-bit integers; the data order multiplies the seed
+    check(seed < 2**32, "seed", seed, "must be below 2**32 (4294967296)")
+    n_bins = OmegaConf.select(cfg, "calibration.n_bins", default=CALIBRATION_BINS)
     check(
-        isinstance(n_bins, int) and n_bins >= 1,
+        isinstance(n_bins, int) and not isinstance(n_bins, bool) and n_bins >= 1,
         "calibration.n_bins",
         n_bins,
         "must be a positive integer",
     )
+    track_test = cfg.get("track_test", False)
+    check(isinstance(track_test, bool), "track_test", track_test, "must be true or false")
+    return TopLevel(seed, n_bins, track_test)
 
 
 def _node(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> Any:
@@ -168,13 +186,15 @@ def validate_analysis(cfg: DictConfig) -> AnalysisSettings:
     ks = retrieval.get("ks", d.retrieval_ks)
     ks = list(ks) if isinstance(ks, ListConfig) else ks
     return AnalysisSettings(
-        noise_track_every=_non_negative_int("noise.track_every", noise.get("track_every", 1)),
+        noise_track_every=_non_negative_int(
+            "noise.track_every", noise.get("track_every", d.noise_track_every)
+        ),
         retrieval_ks=check_ks(ks),
         save_features=save,
         features_dtype=dtype,
         bootstrap=_non_negative_int(
             "calibration.bootstrap",
-            OmegaConf.select(cfg, "calibration.bootstrap", default=1000),
+            OmegaConf.select(cfg, "calibration.bootstrap", default=d.bootstrap),
             MOST_BOOTSTRAP_RESAMPLES,
         ),
     )

@@ -132,20 +132,13 @@ def _dataset_record(run_dir: Path, spec: Any) -> dict[str, Any]:
     """summary.json's `dataset` (shape, classes, mean/std); runs without the statistics
     recorded get them from their training data, loaded as the run loaded it."""
     from regx.engine.files import summary_of
+    from regx.engine.scoring import dataset_record
 
     record = (summary_of(run_dir) or {}).get("dataset")  # a damaged summary: as if absent
     if _complete_record(record):
         return record
     data = spec.dataset.load(seed=spec.seed)
-    return {
-        "num_classes": data.num_classes,
-        "channels": data.channels,
-        "image_size": data.image_size,
-        "image_shape": list(data.test_x.shape[1:]),
-        "classes": list(data.classes),
-        "mean": list(data.mean),
-        "std": list(data.std),
-    }
+    return dataset_record(data, len(data.train_y), 0)  # the record a run writes
 
 
 def _complete_record(record: Any) -> bool:

@@ -69,9 +69,10 @@ def train_run(tmp_path: Path) -> Callable[..., dict[str, Any]]:
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
     """`python -m regx ARGS` in a subprocess; returns the CompletedProcess (text)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
-    full_env.pop("REGX_DEBUG", None)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in ("HYDRA_FULL_ERROR", "REGX_DEBUG", "COLUMNS", "LINES"):  # the caller's shell's
+        full_env.pop(name, None)
+    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "regx", *args],
         cwd=cwd,

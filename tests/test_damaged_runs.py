@@ -184,8 +184,9 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_report_lists_a_damaged_run_and_reports_the_rest(
-    finished: Path, tmp_path: Path, damage: str
+    finished: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # narrower than the line: it must not be broken
     name, content, why = DAMAGE[damage]
     root = tmp_path / "runs"
     copy_run(finished, root / "good")

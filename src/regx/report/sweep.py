@@ -191,9 +191,11 @@ def print_table(
     if bad:
         console.print(f"{len(bad)} run(s) not finished:", style="yellow")
         for r in bad:
-            console.print(f"  {r.path}  {r.status}: {r.message}", highlight=False, markup=False)
-    for r in unreadable:
-        console.print(f"unreadable: {r.path}: {r.message}", highlight=False, markup=False)
+            line = f"  {r.path}  {r.status}: {r.message}"
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    for r in unreadable:  # soft_wrap: a long path is never broken by a newline
+        line = f"unreadable: {r.path}: {r.message}"
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _csv_value(value: Any) -> Any:

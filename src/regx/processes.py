@@ -42,8 +42,8 @@ def child_processes(pid: int) -> dict[int, str]:
     children = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            fields = stat_fields(int(entry.name))
-            if fields and int(fields[1]) == pid and running(int(entry.name)):
+            fields = stat_fields(int(entry.name))  # state, ppid, …: one read per process
+            if fields and int(fields[1]) == pid and fields[0] != "Z":
                 cmdline = entry.joinpath("cmdline").read_bytes().replace(b"\0", b" ")
                 children[int(entry.name)] = cmdline.decode(errors="replace")
         except (OSError, ValueError, IndexError):

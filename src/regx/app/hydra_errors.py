@@ -203,7 +203,7 @@ def _unknown_option(held: str, line: str, args: list[str]) -> str | None:
 def _refused_target(held: str, line: str, args: list[str]) -> str | None:
     from regx.config import hydra_compat
 
-    why = hydra_compat.untrusted_target_message(Exception(held))
+    why = hydra_compat.untrusted_target_message(held)
     if why is None:
         return None
     full_key = re.search(r"full_key: (\S+)", held)

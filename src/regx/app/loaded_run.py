@@ -211,7 +211,10 @@ def open_run(run_dir: Path, dev: torch.device, spec: Any = None) -> LoadedRun:
     from regx.engine.evaluate import best_weights
     from regx.engine.setup import build_model_for
 
-    spec = spec if spec is not None else _trained_spec(run_dir)
+    if spec is None:
+        from regx.config.build import build_spec
+
+        spec = build_spec(trained_config(run_dir))
     weights = best_weights(run_dir)
     ds = _dataset_record(run_dir, spec)
     with torch.random.fork_rng(devices=[]):  # the weights replace the random initialization
@@ -251,13 +254,6 @@ def trained_config(run_dir: Path) -> Any:
         OmegaConf.update(cfg, key, folder)
     cfg.logger = None
     return cfg
-
-
-def _trained_spec(run_dir: Path) -> Any:
-    """The RunSpec of the run's `trained_config`."""
-    from regx.config.build import build_spec
-
-    return build_spec(trained_config(run_dir))
 
 
 def _load_weights(model: torch.nn.Module, weights: Any) -> None:

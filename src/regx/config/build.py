@@ -256,7 +256,7 @@ def instantiate_group(group: str, node: DictConfig, **kwargs: Any) -> Any:
     try:
         return instantiate(node, _convert_="all", **hydra_compat.instantiate_kwargs(), **kwargs)
     except InstantiationException as e:
-        untrusted = hydra_compat.untrusted_target_message(e)
+        untrusted = hydra_compat.untrusted_target_message(str(e))
         if untrusted:
             raise RefusedTargetError(f"{group}.{untrusted}") from None
         cause = e.__cause__

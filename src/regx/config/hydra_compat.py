@@ -55,10 +55,11 @@ def instantiate_kwargs() -> dict[str, Any]:
     return {"_execution_whitelist_": trusted_targets()} if HAS_EXECUTION_WHITELIST else {}
 
 
-def untrusted_target_message(error: Exception) -> str | None:
+def untrusted_target_message(error: str) -> str | None:
     """The one-line reason for Hydra's own refusal of a `_target_` (1.4's whitelist, or
-    either release's list of targets that run commands), or None for another error."""
-    text = " ".join(str(error).split())
+    either release's list of targets that run commands) in the text of its error, or None
+    for another error."""
+    text = " ".join(error.split())
     never = re.search(r"Target '([^']+)' (cannot be authorized|is blocklisted)", text)
     if never:
         return never_message(never.group(1))
